@@ -1,0 +1,59 @@
+"""The application factory: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
+
+from api import errors
+from api.deps import Catalog
+from api.routers import features, landing, tiles, viewer
+from twin import db
+from twin.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API; the lifespan owns the connection pool and the layer catalog."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = db.database_url(settings.db, start=not settings.db.database_url)
+        pool = db.make_pool(url, settings.db)
+        await pool.open(wait=False)
+        app.state.pool = pool
+        app.state.catalog = Catalog(settings)
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(
+        title="citytwin",
+        version="0.1.0",
+        description="City digital twin: OGC API Features, vector tiles and a one-map viewer",
+        openapi_url="/api",
+        docs_url="/api.html",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.api.cors_origins,
+        allow_methods=["GET", "HEAD", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=["ETag", "Content-Crs"],
+    )
+    for module in (landing, features, tiles, viewer):
+        app.include_router(module.router)
+    return app

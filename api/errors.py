@@ -1,0 +1,72 @@
+"""The one table from domain exceptions to HTTP responses ``{"code", "message"}``."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from twin import errors
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[errors.TwinError], int] = {
+    errors.NotFound: 404,
+    errors.TileOutOfRange: 404,
+    errors.InvalidParameter: 400,
+    errors.LimitExceeded: 400,
+    errors.InvalidData: 422,
+    errors.Conflict: 409,
+    errors.DatabaseUnavailable: 503,
+    errors.SetupError: 503,
+}
+
+
+def status_of(exc: errors.TwinError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(errors.TwinError)
+    async def twin_error(request: Request, exc: errors.TwinError) -> JSONResponse:
+        return error_response(status_of(exc), exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
+        return error_response(400, "invalid-parameter", f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = "not-found" if exc.status_code == 404 else "http-error"
+        message = "no such resource" if exc.status_code == 404 else str(exc.detail)
+        return error_response(exc.status_code, code, message)
+
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(psycopg.OperationalError)
+    async def db_down(request: Request, exc: Exception) -> JSONResponse:
+        log.error("database unavailable: %s", exc)
+        return error_response(
+            503, "database-unavailable", "the database is unavailable; try again shortly"
+        )
+
+    @app.exception_handler(psycopg.Error)
+    async def db_error(request: Request, exc: psycopg.Error) -> JSONResponse:
+        # The detail (SQL, table names) goes to the log, never to the client.
+        log.exception("database error on %s", request.url.path)
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            return error_response(503, "timeout", "the query took too long; narrow the request")
+        return error_response(500, "internal", "internal error; it has been logged")

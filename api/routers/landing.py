@@ -1,0 +1,114 @@
+"""Landing page, conformance and health."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import psycopg
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from psycopg import sql
+
+from api.deps import Catalog, catalog, connection
+from api.routers.viewer import viewer_page
+from twin import migrate
+
+router = APIRouter(tags=["Landing"])
+
+CONFORMANCE = [
+    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-common-2/1.0/conf/collections",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
+]
+
+
+def _wants_html(request: Request) -> bool:
+    f = request.query_params.get("f")
+    if f:
+        return f == "html"
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept.split(",")[0]
+
+
+@router.get("/", summary="Landing page (the viewer for browsers)")
+async def landing(request: Request) -> Response:
+    if _wants_html(request):
+        return HTMLResponse(viewer_page())
+    base = str(request.base_url).rstrip("/")
+    doc = {
+        "title": "citytwin",
+        "description": "City digital twin: grid, components, pipelines and imagery as OGC APIs",
+        "links": [
+            {
+                "href": f"{base}/",
+                "rel": "self",
+                "type": "application/json",
+                "title": "This document",
+            },
+            {
+                "href": f"{base}/api",
+                "rel": "service-desc",
+                "type": "application/vnd.oai.openapi+json;version=3.0",
+                "title": "OpenAPI definition",
+            },
+            {
+                "href": f"{base}/api.html",
+                "rel": "service-doc",
+                "type": "text/html",
+                "title": "API documentation",
+            },
+            {
+                "href": f"{base}/conformance",
+                "rel": "conformance",
+                "type": "application/json",
+                "title": "Conformance classes",
+            },
+            {
+                "href": f"{base}/collections",
+                "rel": "data",
+                "type": "application/json",
+                "title": "Collections",
+            },
+            {"href": f"{base}/viewer", "rel": "alternate", "type": "text/html", "title": "Viewer"},
+        ],
+    }
+    return Response(
+        content=__import__("json").dumps(doc, ensure_ascii=False), media_type="application/json"
+    )
+
+
+@router.get("/conformance", summary="Conformance classes")
+async def conformance() -> dict:
+    return {"conformsTo": CONFORMANCE}
+
+
+@router.get("/healthz", summary="PostGIS version, migration level, features per layer")
+async def healthz(
+    cat: Annotated[Catalog, Depends(catalog)],
+    conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
+) -> dict:
+    cur = await conn.execute("SELECT postgis_lib_version(), current_setting('server_version')")
+    row = await cur.fetchone()
+    cur = await conn.execute("SELECT coalesce(max(version), 0) FROM twin.schema_migrations")
+    level = await cur.fetchone()
+    counts = {}
+    for layer in cat.layers.values():
+        cur = await conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(
+                sql.Identifier(layer.schema_name, layer.table_name)
+            )
+        )
+        n = await cur.fetchone()
+        counts[layer.name] = int(n[0]) if n else 0
+    latest = migrate.available()[-1].version
+    return {
+        "status": "ok",
+        "postgis": row[0] if row else None,
+        "postgresql": row[1] if row else None,
+        "migration_level": int(level[0]) if level else 0,
+        "migration_latest": latest,
+        "layers": counts,
+    }

@@ -1,0 +1,1 @@
+"""Unified management grid (GB/T 30428.1)."""

@@ -1,0 +1,1 @@
+"""Domain layers and the layer registry."""

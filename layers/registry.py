@@ -1,0 +1,137 @@
+"""The registry of published layers (``twin.layers``): what the API serves as collections."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from twin.errors import InvalidParameter, NotFound
+
+LAYER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+_COLUMNS = (
+    "name, title, description, schema_name, table_name, geometry_type, srid, fields, "
+    "time_field, feature_count, bbox"
+)
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str  # integer, double, text, boolean, date, timestamp, time, json
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    title: str
+    description: str
+    schema_name: str
+    table_name: str
+    geometry_type: str
+    srid: int = 4326
+    fields: tuple[Field, ...] = ()
+    time_field: str | None = None
+    feature_count: int = 0
+    bbox: tuple[float, float, float, float] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def field_names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Layer:
+        bbox = row.get("bbox")
+        return cls(
+            name=row["name"],
+            title=row["title"],
+            description=row["description"],
+            schema_name=row["schema_name"],
+            table_name=row["table_name"],
+            geometry_type=row["geometry_type"],
+            srid=row["srid"],
+            fields=tuple(Field(f["name"], f["type"]) for f in row["fields"]),
+            time_field=row["time_field"],
+            feature_count=int(row["feature_count"]),
+            bbox=tuple(bbox) if bbox else None,  # type: ignore[arg-type]
+        )
+
+
+def check_layer_name(name: str) -> str:
+    if not LAYER_NAME.match(name):
+        raise InvalidParameter(
+            f"layer name {name!r} is not allowed: use lowercase letters, digits and '_', "
+            "starting with a letter, at most 63 characters"
+        )
+    return name
+
+
+def list_layers(conn: psycopg.Connection) -> list[Layer]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(f"SELECT {_COLUMNS} FROM twin.layers ORDER BY name")  # noqa: S608
+        return [Layer.from_row(r) for r in cur.fetchall()]
+
+
+async def list_layers_async(conn: psycopg.AsyncConnection) -> list[Layer]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"SELECT {_COLUMNS} FROM twin.layers ORDER BY name")  # noqa: S608
+        return [Layer.from_row(r) for r in await cur.fetchall()]
+
+
+def get_layer(conn: psycopg.Connection, name: str) -> Layer:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(f"SELECT {_COLUMNS} FROM twin.layers WHERE name = %s", (name,))  # noqa: S608
+        row = cur.fetchone()
+    if row is None:
+        raise NotFound(f"no layer named {name!r}")
+    return Layer.from_row(row)
+
+
+def find_layer(conn: psycopg.Connection, name: str) -> Layer | None:
+    try:
+        return get_layer(conn, name)
+    except NotFound:
+        return None
+
+
+def save_layer(
+    conn: psycopg.Connection, layer: Layer, *, source_file: str, source_crs: str
+) -> None:
+    """Insert or replace the registry row (inside the caller's transaction)."""
+    from psycopg.types.json import Jsonb
+
+    conn.execute(
+        """
+        INSERT INTO twin.layers (name, title, description, schema_name, table_name, geometry_type,
+                                 srid, fields, time_field, source_file, source_crs,
+                                 feature_count, bbox)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (name) DO UPDATE SET
+            title = EXCLUDED.title, description = EXCLUDED.description,
+            schema_name = EXCLUDED.schema_name, table_name = EXCLUDED.table_name,
+            geometry_type = EXCLUDED.geometry_type, srid = EXCLUDED.srid,
+            fields = EXCLUDED.fields, time_field = EXCLUDED.time_field,
+            source_file = EXCLUDED.source_file, source_crs = EXCLUDED.source_crs,
+            feature_count = EXCLUDED.feature_count, bbox = EXCLUDED.bbox, updated_at = now()
+        """,
+        (
+            layer.name,
+            layer.title,
+            layer.description,
+            layer.schema_name,
+            layer.table_name,
+            layer.geometry_type,
+            layer.srid,
+            Jsonb([{"name": f.name, "type": f.type} for f in layer.fields]),
+            layer.time_field,
+            source_file,
+            source_crs,
+            layer.feature_count,
+            list(layer.bbox) if layer.bbox else None,
+        ),
+    )

@@ -1,0 +1,81 @@
+"""Test harness: a real PostGIS, started by the tests themselves.
+
+With TWIN_TEST_DATABASE_URL set, tests use that server (it needs CREATEDB rights). Otherwise an
+embedded cluster is created in a temporary folder, started on a free port and stopped at the
+end. Either way each test session gets a fresh database, migrated once.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from twin import migrate
+from twin.embedded import EmbeddedPostgres
+from twin.settings import ApiSettings, DatabaseSettings, Settings, TileSettings
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """A URL of a PostGIS server (database 'postgres' or the given one) we may create DBs on."""
+    external = os.environ.get("TWIN_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    root = Path(tempfile.mkdtemp(prefix="citytwin-test-"))
+    root.chmod(0o755)  # the unprivileged server user must reach it when tests run as root
+    cluster = EmbeddedPostgres(root, preferred_port=55433)
+    url = cluster.start()
+    try:
+        yield url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url(server_url: str) -> Iterator[str]:
+    """A fresh, migrated database for this test session."""
+    name = f"twin_test_{secrets.token_hex(4)}"
+    base, _, _ = server_url.rpartition("/")
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"{base}/{name}"
+    with psycopg.connect(url) as conn:
+        migrate.migrate(conn)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def conn(pg_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(pg_url) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def settings(pg_url: str) -> Settings:
+    return Settings(
+        db=DatabaseSettings(database_url=pg_url, data_dir=Path(".twin-unused")),
+        api=ApiSettings(items_max_limit=1000),
+        tiles=TileSettings(),
+    )
+
+
+@pytest.fixture(scope="session")
+def client(settings: Settings) -> Iterator[TestClient]:
+    from api.app import create_app
+
+    with TestClient(create_app(settings)) as c:
+        yield c

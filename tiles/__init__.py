@@ -1,0 +1,1 @@
+"""Vector tile SQL, TileJSON and styles."""

@@ -1,0 +1,1 @@
+"""citytwin core: settings, database, embedded PostGIS, migrations, CRS helpers, errors, CLI."""

@@ -1,0 +1,54 @@
+"""Domain exceptions with stable codes.
+
+Domain code raises these; the web layer maps each class to an HTTP status in one table
+(`api.errors.STATUS`) and the CLI prints the message. Messages are safe to show a user and say
+what to fix; internal detail (SQL, paths) goes to the log only.
+"""
+
+from __future__ import annotations
+
+
+class TwinError(Exception):
+    """Base of every domain error."""
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(TwinError):
+    code = "not-found"
+
+
+class InvalidParameter(TwinError):
+    code = "invalid-parameter"
+
+
+class LimitExceeded(TwinError):
+    code = "limit-exceeded"
+
+
+class TileOutOfRange(TwinError):
+    code = "tile-out-of-range"
+
+
+class Conflict(TwinError):
+    code = "conflict"
+
+
+class InvalidData(TwinError):
+    """A file or payload whose content cannot be loaded (the import report says why)."""
+
+    code = "invalid-data"
+
+
+class DatabaseUnavailable(TwinError):
+    code = "database-unavailable"
+
+
+class SetupError(TwinError):
+    """Something missing on the machine (a package, a binary, a permission)."""
+
+    code = "setup"

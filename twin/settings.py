@@ -1,0 +1,66 @@
+"""Settings, split by concern, read from TWIN_* environment variables (and a .env file).
+
+Built by the caller (`Settings()` in the CLI, the app factory or a test) and passed down; nothing
+reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_CONFIG = SettingsConfigDict(env_prefix="TWIN_", env_file=".env", extra="ignore")
+
+
+class DatabaseSettings(BaseSettings):
+    """Where the data lives: an external PostGIS, or the embedded cluster."""
+
+    model_config = _CONFIG
+
+    database_url: str | None = Field(
+        default=None, description="External PostGIS; when unset the embedded cluster is used"
+    )
+    data_dir: Path = Field(default=Path(".twin"), description="Embedded cluster lives in DIR/pg")
+    pg_port: int = Field(default=5433, description="Preferred port of the embedded cluster")
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    statement_timeout_ms: int = Field(default=30_000, ge=0)
+
+
+class ApiSettings(BaseSettings):
+    """The HTTP service."""
+
+    model_config = _CONFIG
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    items_default_limit: int = Field(default=10, ge=1)
+    items_max_limit: int = Field(default=10_000, ge=1)
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    viewer_assets: Path | None = Field(
+        default=None, description="Folder with maplibre-gl.js/.css (default: node_modules)"
+    )
+
+
+class TileSettings(BaseSettings):
+    """Vector tiles."""
+
+    model_config = _CONFIG
+
+    tile_extent: int = 4096
+    tile_buffer: int = 64
+    tile_max_zoom: int = Field(default=22, ge=0, le=30)
+    tile_max_features: int = Field(default=200_000, ge=1)
+    tile_cache_seconds: int = Field(default=60, ge=0)
+
+
+class Settings(BaseSettings):
+    """Everything, grouped by concern."""
+
+    model_config = _CONFIG
+
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    tiles: TileSettings = Field(default_factory=TileSettings)
