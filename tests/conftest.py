@@ -21,7 +21,7 @@ from twin import migrate
 from twin.embedded import EmbeddedPostgres
 from twin.settings import ApiSettings, DatabaseSettings, Settings, TileSettings
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")
@@ -79,3 +79,9 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
     with TestClient(create_app(settings)) as c:
         yield c
+
+
+@pytest.fixture(autouse=True)
+def _work_in_tmp(tmp_path, monkeypatch):
+    """Run each test in its own folder, so reports and outputs never land in the checkout."""
+    monkeypatch.chdir(tmp_path)

@@ -116,8 +116,11 @@ def bad_geojson(tmp_path: Path) -> Path:
     feats = [
         {"type": "Feature", "properties": {"name": "ok"}, "geometry": square},
         {"type": "Feature", "properties": {"name": "bowtie"}, "geometry": bowtie},
-        {"type": "Feature", "properties": {"name": "point"},
-         "geometry": {"type": "Point", "coordinates": [0.5, 0.5]}},
+        {
+            "type": "Feature",
+            "properties": {"name": "point"},
+            "geometry": {"type": "Point", "coordinates": [0.5, 0.5]},
+        },
         {"type": "Feature", "properties": {"name": "nogeom"}, "geometry": None},
         {"type": "Feature", "properties": {"name": "ok2"}, "geometry": square},
     ]

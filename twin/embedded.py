@@ -53,15 +53,19 @@ class PgBinaries:
         return str(self.bindir / name)
 
 
-def find_binaries() -> PgBinaries:
+def find_binaries(
+    lib_root: Path = Path("/usr/lib/postgresql"),
+    share_root: Path = Path("/usr/share/postgresql"),
+    search_path: bool = True,
+) -> PgBinaries:
     """Find the newest PostgreSQL server binaries, and check that PostGIS is installed for it."""
     candidates = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        lib_root.glob("*/bin/initdb"),
         key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
         reverse=True,
     )
     bins = [c.parent for c in candidates]
-    if not bins and shutil.which("initdb"):
+    if not bins and search_path and shutil.which("initdb"):
         bins = [Path(shutil.which("initdb") or "").resolve().parent]
     if not bins:
         raise SetupError(
@@ -70,9 +74,8 @@ def find_binaries() -> PgBinaries:
             "to an existing PostGIS database"
         )
     for bindir in bins:
-        major = _major_version(bindir)
-        if _has_postgis(bindir):
-            return PgBinaries(bindir, major)
+        if _has_postgis(bindir, share_root):
+            return PgBinaries(bindir, _major_version(bindir))
     major = _major_version(bins[0])
     raise SetupError(
         f"PostGIS is not installed for PostgreSQL {major}: install it with "
@@ -89,16 +92,16 @@ def _major_version(bindir: Path) -> int:
     return int(match.group(1)) if match else 0
 
 
-def _has_postgis(bindir: Path) -> bool:
+def _has_postgis(bindir: Path, share_root: Path) -> bool:
+    """PostGIS's control file in the server's share folder (pg_config --sharedir on Debian)."""
+    sharedir = share_root / str(_major_version(bindir))
     pg_config = bindir / "pg_config"
-    sharedir: Path | None = None
     if pg_config.exists():
         out = subprocess.run(
             [str(pg_config), "--sharedir"], capture_output=True, text=True, check=False
         ).stdout.strip()
-        sharedir = Path(out) if out else None
-    if sharedir is None:
-        sharedir = Path("/usr/share/postgresql") / str(_major_version(bindir))
+        if out:
+            sharedir = Path(out)
     return (sharedir / "extension" / "postgis.control").exists()
 
 

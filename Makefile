@@ -1,0 +1,47 @@
+# citytwin: two commands on a fresh Debian machine.
+#   make demo   generate the sample city, start the embedded PostGIS, import, serve :8000
+#   make test   run the test suite against a PostGIS the tests start themselves
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: demo test system venv viewer lint bench-import clean
+
+system:
+	@scripts/ensure-system
+
+$(BIN)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	@touch $@
+
+venv: system $(BIN)/.installed
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+viewer: system node_modules/.installed
+
+demo: venv viewer
+	$(BIN)/twin demo
+
+# pytest exits 5 when it collected no tests: that is a failure here, not a pass.
+test: venv viewer
+	@$(BIN)/python -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: no tests were collected" >&2; exit 1; fi; exit $$rc
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench-import: venv
+	@scripts/ensure-system --bench
+	$(BIN)/python bench/import_bench.py
+
+clean:
+	-$(BIN)/twin db stop
+	rm -rf $(VENV) node_modules .twin sample-city

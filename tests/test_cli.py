@@ -1,0 +1,61 @@
+"""The twin command line, against the test database (TWIN_DATABASE_URL)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from twin.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(pg_url, monkeypatch):
+    monkeypatch.setenv("TWIN_DATABASE_URL", pg_url)
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+def test_db_url_and_migrate_use_the_external_database(env, pg_url):
+    result = runner.invoke(app, ["db", "url"])
+    assert result.exit_code == 0 and result.stdout.strip() == pg_url
+    result = runner.invoke(app, ["db", "migrate"])
+    assert result.exit_code == 0 and "nothing to do" in result.output
+
+
+def test_db_status_reports_migration_level(env):
+    result = runner.invoke(app, ["db", "status"])
+    assert result.exit_code == 0
+    info = json.loads(result.stdout)
+    assert info["mode"] == "external" and info["migration_level"] >= 1
+
+
+def test_import_prints_a_summary(env, tmp_path):
+    path = tmp_path / "poles.csv"
+    path.write_text("code,lon,lat\nP1,116.5,31.7\nP2,116.6,31.8\n")
+    result = runner.invoke(app, ["import", str(path), "--layer", "cli_poles"])
+    assert result.exit_code == 0, result.output
+    assert "loaded 2 of 2 features into layer cli_poles" in result.output
+
+
+def test_import_with_bad_rows_exits_non_zero_and_names_them(env, tmp_path):
+    path = tmp_path / "poles.csv"
+    path.write_text("code,lon,lat\nP1,116.5,31.7\nP2,x,31.8\n")
+    result = runner.invoke(app, ["import", str(path), "--layer", "cli_bad"])
+    assert result.exit_code == 2
+    assert "field lon: 'x' is not a number" in result.output
+    assert "nothing was loaded" in result.output
+    assert (tmp_path / "cli_bad.import-report.csv").exists()
+    result = runner.invoke(app, ["import", str(path), "--layer", "cli_bad", "--skip-invalid"])
+    assert result.exit_code == 0 and "skipped 1 bad rows" in result.output
+
+
+def test_bad_layer_name_and_crs_are_explained(env, tmp_path):
+    path = tmp_path / "poles.csv"
+    path.write_text("code,lon,lat\nP1,116.5,31.7\n")
+    result = runner.invoke(app, ["import", str(path), "--layer", "Bad Name"])
+    assert result.exit_code == 2 and "lowercase letters" in result.output
+    result = runner.invoke(app, ["import", str(path), "--layer", "ok", "--crs", "EPSG:0"])
+    assert result.exit_code == 2 and "unknown CRS" in result.output

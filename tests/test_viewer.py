@@ -1,0 +1,31 @@
+"""The viewer page and its assets are served locally, with no outside references."""
+
+from __future__ import annotations
+
+import re
+
+
+def test_browsers_get_the_viewer_at_the_root(client):
+    r = client.get("/", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "/viewer/vendor/maplibre-gl.js" in r.text
+    assert client.get("/viewer").text == r.text
+
+
+def test_viewer_references_nothing_outside_the_server(client):
+    page = client.get("/viewer").text
+    script = client.get("/viewer/static/viewer.js").text
+    for text in (page, script):
+        assert not re.search(r"https?://(?!127\.0\.0\.1|localhost)", text)
+
+
+def test_maplibre_is_served_from_the_npm_package(client):
+    r = client.get("/viewer/vendor/maplibre-gl.js")
+    assert r.status_code == 200 and len(r.content) > 100_000
+    assert client.get("/viewer/vendor/maplibre-gl.css").status_code == 200
+
+
+def test_viewer_files_cannot_be_escaped(client):
+    assert client.get("/viewer/static/..%2Fapp.py").status_code == 404
+    assert client.get("/viewer/static/%2E%2E%2F%2E%2E%2Fapp.py").status_code == 404
+    assert client.get("/viewer/vendor/package.json").status_code == 404
