@@ -198,7 +198,7 @@ def count_sql(layer: Layer, q: ItemsQuery) -> tuple[sql.Composed, list[Any]]:
 
 def feature_json(fid: int, geometry: str | bytes | None, props: str, crs: CrsRef) -> str:
     """One GeoJSON Feature as text, splicing the JSON PostGIS already produced."""
-    if crs.kind == "gcj02" and geometry is not None:
+    if isinstance(geometry, bytes | memoryview):
         geometry = _gcj02_geojson(bytes(geometry))
     return f'{{"type":"Feature","id":{fid},"geometry":{geometry or "null"},"properties":{props}}}'
 

@@ -19,6 +19,7 @@ import psycopg
 import pyarrow as pa
 import shapely
 from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
 from pyproj import CRS
 
 from layers import checks, pgcopy
@@ -296,7 +297,7 @@ def write_layer(
         fields=tuple(fields),
         time_field=time_field,
         feature_count=int(count),
-        bbox=tuple(bbox) if bbox else None,  # type: ignore[arg-type]
+        bbox=(bbox[0], bbox[1], bbox[2], bbox[3]) if bbox else None,
     )
 
 
@@ -326,7 +327,10 @@ def _copy_rows(
     copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
         target, sql.SQL(", ").join(names)
     )
-    with conn.cursor().copy(copy_sql) as copy:
+    cur = conn.cursor()
+    # The queued writer sends from a thread, so the next batch is encoded while the server
+    # parses the last one.
+    with cur.copy(copy_sql, writer=QueuedLibpqWriter(cur)) as copy:
         copy.write(pgcopy.HEADER)
         for start in range(0, len(keep), COPY_BATCH):
             idx = keep[start : start + COPY_BATCH]

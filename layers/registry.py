@@ -58,7 +58,7 @@ class Layer:
             fields=tuple(Field(f["name"], f["type"]) for f in row["fields"]),
             time_field=row["time_field"],
             feature_count=int(row["feature_count"]),
-            bbox=tuple(bbox) if bbox else None,  # type: ignore[arg-type]
+            bbox=(bbox[0], bbox[1], bbox[2], bbox[3]) if bbox else None,
         )
 
 
