@@ -135,3 +135,17 @@ def save_layer(
             list(layer.bbox) if layer.bbox else None,
         ),
     )
+
+
+def drop_layer(conn: psycopg.Connection, name: str) -> None:
+    """Remove a layer and its table, in one transaction."""
+    from psycopg import sql
+
+    layer = get_layer(conn, name)
+    with conn.transaction():
+        conn.execute("DELETE FROM twin.layers WHERE name = %s", (name,))
+        conn.execute(
+            sql.SQL("DROP TABLE IF EXISTS {}").format(
+                sql.Identifier(layer.schema_name, layer.table_name)
+            )
+        )

@@ -26,8 +26,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The database: embedded PostGIS cluster or TWIN_DATABASE_URL")
 sample_app = typer.Typer(help="The sample city")
+layers_app = typer.Typer(help="Published layers")
 app.add_typer(db_app, name="db")
 app.add_typer(sample_app, name="sample")
+app.add_typer(layers_app, name="layers")
 
 console = Console(stderr=True)
 out = Console()
@@ -210,6 +212,39 @@ def _print_bad_rows(report, limit: int = 30) -> None:
         console.print(f"... and {len(report.bad_rows) - limit:,} more")
     if report.report_path:
         console.print(f"full report: {report.report_path}")
+
+
+# --- layers -------------------------------------------------------------------------------------
+@layers_app.command("list")
+def layers_list() -> None:
+    """List the published layers."""
+    from layers.registry import list_layers
+
+    try:
+        with db.connect(_url(Settings())) as conn:
+            found = list_layers(conn)
+    except TwinError as exc:
+        _fail(exc)
+    table = Table(title="published layers", title_justify="left")
+    for col in ("name", "geometry", "features", "fields"):
+        table.add_column(col, justify="right" if col == "features" else "left")
+    for layer in found:
+        table.add_row(layer.name, layer.geometry_type, f"{layer.feature_count:,}",
+                      ", ".join(layer.field_names))
+    out.print(table)
+
+
+@layers_app.command("drop")
+def layers_drop(name: Annotated[str, typer.Argument(help="Layer to remove")]) -> None:
+    """Remove a published layer and its data."""
+    from layers.registry import drop_layer
+
+    try:
+        with db.connect(_url(Settings())) as conn:
+            drop_layer(conn, name)
+    except TwinError as exc:
+        _fail(exc)
+    console.print(f"dropped layer {name}")
 
 
 # --- sample city --------------------------------------------------------------------------------
