@@ -280,12 +280,7 @@ def write_layer(
         ).format(sql.Literal(f"{SCHEMA}.{name}"), table)
     )
     conn.execute(sql.SQL("ANALYZE {}").format(table))
-    count, bbox = conn.execute(
-        sql.SQL(
-            "SELECT n, ARRAY[ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)] "
-            "FROM (SELECT count(*) AS n, ST_Extent(geom) AS e FROM {}) s"
-        ).format(table)
-    ).fetchone() or (0, None)
+    count, bbox = _count_and_bbox(conn, table, prep, existing if mode == "append" else None)
     time_field = next((f.name for f in fields if f.type in ("date", "timestamp")), None)
     return Layer(
         name=name,
@@ -296,9 +291,25 @@ def write_layer(
         geometry_type=prep.geometry_type,
         fields=tuple(fields),
         time_field=time_field,
-        feature_count=int(count),
-        bbox=(bbox[0], bbox[1], bbox[2], bbox[3]) if bbox else None,
+        feature_count=count,
+        bbox=bbox,
     )
+
+
+def _count_and_bbox(
+    conn: psycopg.Connection, table: sql.Identifier, prep: _Prepared, existing: Layer | None
+) -> tuple[int, tuple[float, float, float, float] | None]:
+    """Feature count and extent from what was loaded, without scanning the new table."""
+    loaded = prep.geoms[prep.keep]
+    minx, miny, maxx, maxy = (float(v) for v in shapely.total_bounds(loaded))
+    if existing is None:
+        return len(loaded), (minx, miny, maxx, maxy)
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
+    if existing.bbox:
+        ex = existing.bbox
+        minx, miny = min(minx, ex[0]), min(miny, ex[1])
+        maxx, maxy = max(maxx, ex[2]), max(maxy, ex[3])
+    return int(row[0]) if row else 0, (minx, miny, maxx, maxy)
 
 
 def _create_table_sql(
