@@ -11,7 +11,6 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
@@ -42,8 +41,11 @@ class Problem:
     field: str | None = None
 
 
-def parse_geometries(wkb: np.ndarray) -> tuple[np.ndarray, list[Problem]]:
-    """WKB → shapely; missing, unparseable and empty geometries are problems."""
+def parse_geometries(wkb: np.ndarray) -> tuple[np.ndarray, list[Problem], bool]:
+    """WKB → shapely; missing, unparseable and empty geometries are problems.
+
+    The flag says whether any geometry was changed (Z dropped), so the WKB must be re-encoded.
+    """
     missing = np.array([w is None for w in wkb], dtype=bool) if len(wkb) else np.zeros(0, bool)
     geoms = np.full(len(wkb), None, dtype=object)
     present = ~missing
@@ -57,7 +59,7 @@ def parse_geometries(wkb: np.ndarray) -> tuple[np.ndarray, list[Problem]]:
     has_z = shapely.has_z(geoms)
     if has_z.any():
         geoms[has_z] = shapely.force_2d(geoms[has_z])
-    return geoms, problems
+    return geoms, problems, bool(has_z.any())
 
 
 def layer_geometry_type(geoms: np.ndarray, usable: np.ndarray) -> str:
@@ -226,6 +228,8 @@ def coerce_column(
         return pc.cast(arr, _ARROW[target]), []
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
+    import pandas as pd  # only for values that need parsing; keeps start-up light
+
     series = arr.to_pandas()
     if target in ("integer", "double"):
         parsed = pd.to_numeric(series, errors="coerce")

@@ -68,6 +68,7 @@ class _Prepared:
     columns: list[tuple[Field, pa.Array]]
     geometry_type: str
     fids: np.ndarray | None = None  # the file's own feature ids, kept when unique
+    wkb: pa.Array | None = None  # the file's WKB, sent as is when no geometry was changed
 
 
 def default_layer_name(path: Path) -> str:
@@ -143,7 +144,9 @@ def source_crs(src: SourceData, option: str | None) -> tuple[CrsRef | CRS, str]:
         return ref, ref.uri if ref.kind != "gcj02" else "GCJ-02"
     if src.crs is not None:
         epsg = src.crs.to_epsg()
-        return src.crs, f"EPSG:{epsg}" if epsg else src.crs.name
+        if epsg is not None:
+            return parse_crs(epsg), f"EPSG:{epsg}"
+        return src.crs, src.crs.name
     if src.row_label == "line":  # CSV lon/lat: WGS84 unless told otherwise
         return parse_crs("EPSG:4326"), "EPSG:4326 (assumed for lon/lat columns; see --crs)"
     raise InvalidParameter(
@@ -159,7 +162,7 @@ def prepare(
     existing: Layer | None,
     require: Sequence[str],
 ) -> tuple[_Prepared, list[checks.Problem]]:
-    geoms, problems = checks.parse_geometries(src.wkb)
+    geoms, problems, forced_2d = checks.parse_geometries(src.wkb)
     known_bad = _positions_of(src, src.bad)  # rows the reader already reported (CSV lon/lat)
     problems = [p for p in problems if p.index not in known_bad]
     usable = np.ones(len(src), dtype=bool)
@@ -168,14 +171,34 @@ def prepare(
     layer_type = existing.geometry_type if existing else checks.layer_geometry_type(geoms, usable)
     problems += _drop(usable, checks.check_geometry_type(geoms, usable, layer_type))
     problems += _drop(usable, checks.check_validity(geoms, usable))
-    geoms = _to_storage(geoms, usable, ref)
-    problems += _drop(usable, checks.check_lonlat_range(geoms, usable, crs_label))
-    geoms = checks.promote_to_multi(geoms, layer_type)
+    stored = _to_storage(geoms, usable, ref)
+    problems += _drop(usable, checks.check_lonlat_range(stored, usable, crs_label))
+    final = checks.promote_to_multi(stored, layer_type)
+    unchanged = final is geoms and not forced_2d
     columns, attr_problems = _columns(src.attributes, existing, require, len(src))
-    prepared = _Prepared(geoms, np.ones(len(src), dtype=bool), columns, layer_type)
-    if existing is None and src.fids is not None and len(np.unique(src.fids)) == len(src):
+    prepared = _Prepared(final, np.ones(len(src), dtype=bool), columns, layer_type)
+    if unchanged:
+        prepared.wkb = src.wkb_arrow
+    if existing is None and src.fids is not None and _unique(src.fids):
         prepared.fids = src.fids.astype("int64")
     return prepared, problems + attr_problems
+
+
+def _ewkb(prep: _Prepared, idx: np.ndarray, take: pa.Array) -> pa.Array:
+    """EWKB of the rows: the file's own bytes with an SRID added, or shapely's encoding."""
+    if prep.wkb is not None:
+        patched = pgcopy.ewkb_from_wkb(prep.wkb.take(take), 4326)
+        if patched is not None:
+            return patched
+    geoms = shapely.set_srid(prep.geoms[idx], 4326)
+    return pa.array(shapely.to_wkb(geoms, include_srid=True), type=pa.binary())
+
+
+def _unique(values: np.ndarray) -> bool:
+    """Whether ids are unique; file ids are usually increasing, which is checked in O(n)."""
+    if len(values) < 2 or bool(np.all(np.diff(values) > 0)):
+        return True
+    return len(np.unique(values)) == len(values)
 
 
 def _drop(usable: np.ndarray, problems: list[checks.Problem]) -> list[checks.Problem]:
@@ -345,9 +368,8 @@ def _copy_rows(
         copy.write(pgcopy.HEADER)
         for start in range(0, len(keep), COPY_BATCH):
             idx = keep[start : start + COPY_BATCH]
-            geoms = shapely.set_srid(prep.geoms[idx], 4326)
-            ewkb = pa.array(shapely.to_wkb(geoms, include_srid=True), type=pa.binary())
             take = pa.array(idx)
+            ewkb = _ewkb(prep, idx, take)
             columns = [(ewkb, "bytes")] + [(arr.take(take), f.type) for f, arr in prep.columns]
             if prep.fids is not None:
                 columns.insert(0, (pa.array(prep.fids[idx]), "integer"))

@@ -111,3 +111,46 @@ def _scatter_varlen(
     shift = np.repeat(dst - src, lens)
     src_idx = np.repeat(src, lens) + (np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens))
     out[src_idx + shift] = data[src_idx]
+
+
+def ewkb_from_wkb(arr: pa.Array, srid: int) -> pa.Array | None:
+    """Add an SRID to plain 2D WKB (as GDAL returns it), giving PostGIS EWKB, vectorised.
+
+    Re-encoding through shapely costs about a second per million geometries; patching the
+    bytes costs a tenth of that. EWKB is WKB with flag 0x20000000 set in the type word and
+    the SRID as a 4-byte integer right after it, both in the geometry's own byte order.
+    Returns None when the input is not plain 2D WKB (the caller re-encodes instead).
+    """
+    arr = pc.cast(arr, pa.large_binary())
+    if arr.null_count or len(arr) == 0:
+        return None
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[
+        arr.offset : arr.offset + len(arr) + 1
+    ]
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
+    starts, lens = offsets[:-1], np.diff(offsets)
+    if lens.min() < 5:
+        return None
+    little = data[starts] == 1
+    head = data[starts[:, None] + np.arange(1, 5)].astype(np.uint32)
+    type_le = head[:, 0] | head[:, 1] << 8 | head[:, 2] << 16 | head[:, 3] << 24
+    type_be = head[:, 3] | head[:, 2] << 8 | head[:, 1] << 16 | head[:, 0] << 24
+    wkb_type = np.where(little, type_le, type_be)
+    if wkb_type.min() < 1 or wkb_type.max() > 7:  # Z/M, ISO codes or EWKB already
+        return None
+    n = len(arr)
+    new_lens = lens + 4
+    new_starts = np.zeros(n, dtype=np.int64)
+    np.cumsum(new_lens[:-1], out=new_starts[1:])
+    out = np.empty(int(new_lens.sum()), dtype=np.uint8)
+    five = np.arange(5)
+    out[(new_starts[:, None] + five).ravel()] = data[(starts[:, None] + five).ravel()]
+    out[np.where(little, new_starts + 4, new_starts + 1)] |= 0x20
+    srid_le = np.frombuffer(np.array([srid], dtype="<i4").tobytes(), dtype=np.uint8)
+    srid_bytes = np.where(little[:, None], srid_le[None, :], srid_le[::-1][None, :])
+    out[(new_starts[:, None] + 5 + np.arange(4)).ravel()] = srid_bytes.ravel()
+    _scatter_varlen(out, new_starts + 9, data, starts + 5, lens - 5)
+    new_offsets = np.concatenate([[0], np.cumsum(new_lens)]).astype(np.int64)
+    return pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), n, [None, pa.py_buffer(new_offsets), pa.py_buffer(out)]
+    )

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyogrio
@@ -43,6 +42,7 @@ class SourceData:
     crs: CRS | None
     row_numbers: np.ndarray  # 1-based row number of each feature (lines for CSV)
     fids: np.ndarray | None = None
+    wkb_arrow: pa.Array | None = None  # the same WKB as Arrow binary, when read by GDAL
     bad: list[BadRow] = field(default_factory=list)
     row_label: str = "feature"
 
@@ -91,7 +91,8 @@ def read_ogr(path: Path, source_layer: str | None) -> SourceData:
     geom_name = meta.get("geometry_name") or "wkb_geometry"
     if geom_name not in table.column_names:
         raise InvalidData(f"{path.name} has no geometry column")
-    wkb = table.column(geom_name).to_numpy(zero_copy_only=False)
+    wkb_arrow = table.column(geom_name).combine_chunks()
+    wkb = wkb_arrow.to_numpy(zero_copy_only=False)
     fids = None
     fid_column = meta.get("fid_column") or "OGC_FID"
     if fid_column in table.column_names:
@@ -106,6 +107,7 @@ def read_ogr(path: Path, source_layer: str | None) -> SourceData:
         crs=crs,
         row_numbers=np.arange(1, len(wkb) + 1),
         fids=fids,
+        wkb_arrow=wkb_arrow,
     )
 
 
@@ -159,6 +161,8 @@ def read_csv(path: Path) -> SourceData:
 def _points_from_columns(
     table: pa.Table, lon_col: str, lat_col: str, lines: np.ndarray
 ) -> tuple[np.ndarray, list[BadRow]]:
+    import pandas as pd  # lazy: only CSV needs it
+
     bad: list[BadRow] = []
     coords = []
     for col in (lon_col, lat_col):

@@ -229,8 +229,12 @@ def layers_list() -> None:
     for col in ("name", "geometry", "features", "fields"):
         table.add_column(col, justify="right" if col == "features" else "left")
     for layer in found:
-        table.add_row(layer.name, layer.geometry_type, f"{layer.feature_count:,}",
-                      ", ".join(layer.field_names))
+        table.add_row(
+            layer.name,
+            layer.geometry_type,
+            f"{layer.feature_count:,}",
+            ", ".join(layer.field_names),
+        )
     out.print(table)
 
 
@@ -292,6 +296,7 @@ def serve(
 
 def _run_server(settings: Settings, url: str, host: str | None, port: int | None) -> None:
     import uvicorn
+
     from api.app import create_app
 
     settings.db.database_url = url
