@@ -31,6 +31,17 @@ def _fixed(values: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
     return raw, np.full(len(arr), raw.shape[1], dtype=np.int64)
 
 
+def _varlen_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets (n + 1) and bytes of a large_string/large_binary array, without copying."""
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[
+        arr.offset : arr.offset + len(arr) + 1
+    ]
+    data = arr.buffers()[2]
+    return offsets, np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(
+        0, np.uint8
+    )
+
+
 def _column_bytes(arr: pa.Array, kind: str) -> tuple[np.ndarray | tuple, np.ndarray]:
     """Encode one column: (fixed (n,k) array or (data, starts) for varlen, lengths)."""
     valid = ~np.asarray(pc.is_null(arr).to_numpy(zero_copy_only=False), dtype=bool)
@@ -43,11 +54,7 @@ def _column_bytes(arr: pa.Array, kind: str) -> tuple[np.ndarray | tuple, np.ndar
             )
         else:
             arr = pc.cast(arr, pa.large_binary())
-        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[
-            arr.offset : arr.offset + len(arr) + 1
-        ]
-        data = arr.buffers()[2]
-        data_np = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+        offsets, data_np = _varlen_buffers(arr)
         lens = np.diff(offsets)
         lens = np.where(valid, lens, -1)
         return (data_np, offsets[:-1]), lens
@@ -124,10 +131,7 @@ def ewkb_from_wkb(arr: pa.Array, srid: int) -> pa.Array | None:
     arr = pc.cast(arr, pa.large_binary())
     if arr.null_count or len(arr) == 0:
         return None
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[
-        arr.offset : arr.offset + len(arr) + 1
-    ]
-    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
+    offsets, data = _varlen_buffers(arr)
     starts, lens = offsets[:-1], np.diff(offsets)
     if lens.min() < 5:
         return None
