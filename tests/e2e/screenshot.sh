@@ -14,6 +14,8 @@
 #
 # Environment: CHROMIUM (browser binary), WINDOW_SIZE (default 1400,900), TIMEOUT_S (default 30),
 # CLICK (lon,lat: click the map there before capturing, to show the identify popup).
+# Besides the PNG path, it prints one line "REPORT {json}": load state, the layer list, how many
+# features are drawn, and the text of the identify popup and status line.
 set -euo pipefail
 
 url="${1:-http://127.0.0.1:8000/viewer}"
@@ -180,6 +182,16 @@ const state = await waitUntilDrawn(page);
 if (CLICK && state === "ready") await clickAt(page, CLICK);
 const { data } = await page.send("Page.captureScreenshot", { format: "png" });
 writeFileSync(OUTPUT, Buffer.from(data, "base64"));
+// What a person would read off the page, for tests: one JSON line on standard output.
+const REPORT = `(() => ({
+  state: ${JSON.stringify(state)},
+  layers: [...document.querySelectorAll("#layer-list li")].map((li) => li.dataset.collection),
+  rendered: window.citytwinMap ? window.citytwinMap.queryRenderedFeatures().length : 0,
+  popup: (document.querySelector(".maplibregl-popup") || {}).innerText || "",
+  status: (document.getElementById("status") || {}).innerText || "",
+}))()`;
+const report = await page.send("Runtime.evaluate", { expression: REPORT, returnByValue: true });
+console.log("REPORT " + JSON.stringify(report.result.value));
 page.close();
 '
 

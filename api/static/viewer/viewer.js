@@ -337,9 +337,17 @@ function validBbox(bbox) {
 }
 
 // Union of the collection extents, clamped to the Web Mercator latitude range.
+// The union of the collections' extents, leaving out outliers: a layer whose extent is more
+// than 25 times the median area (say the whole administrative district around a city) would
+// otherwise shrink the city itself to a few pixels.
 function unionBounds(entries) {
-  const boxes = entries.map((e) => e.bbox).filter(validBbox);
+  let boxes = entries.map((e) => e.bbox).filter(validBbox);
   if (boxes.length === 0) return undefined;
+  const area = (b) => Math.max((b[2] - b[0]) * (b[3] - b[1]), 1e-12);
+  const sorted = boxes.map(area).sort((a, b) => a - b);
+  const median = sorted[Math.floor(sorted.length / 2)];
+  const usual = boxes.filter((b) => area(b) <= 25 * median);
+  if (usual.length > 0) boxes = usual;
   const minLat = -85.05;
   const maxLat = 85.05;
   return [
