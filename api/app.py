@@ -56,4 +56,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for module in (landing, features, tiles, viewer):
         app.include_router(module.router)
+    _document_limits(app, settings)
     return app
+
+
+def _document_limits(app: FastAPI, settings: Settings) -> None:
+    """Put the configured page size and cap in the OpenAPI document.
+
+    They are settings, unknown when the routes are declared; clients such as GDAL's OAPIF
+    driver read the maximum to choose their page size.
+    """
+    build = app.openapi
+
+    def openapi() -> dict:
+        schema = build()
+        for path, ops in schema.get("paths", {}).items():
+            if not path.endswith("/items"):
+                continue
+            for param in ops.get("get", {}).get("parameters", []):
+                if param["name"] == "limit":
+                    param["schema"] = {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": settings.api.items_max_limit,
+                        "default": settings.api.items_default_limit,
+                    }
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

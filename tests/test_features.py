@@ -53,7 +53,9 @@ def test_landing_links_to_collections_api_and_conformance(client):
     conf = get(client, "/conformance").json()["conformsTo"]
     assert "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs" in conf
     api = get(client, "/api").json()
-    assert "/collections/{collectionId}/items" in api["paths"]
+    params = api["paths"]["/collections/{collectionId}/items"]["get"]["parameters"]
+    limit = next(p for p in params if p["name"] == "limit")
+    assert limit["schema"]["maximum"] == 1000 and limit["schema"]["default"] == 10
 
 
 def test_collection_lists_extent_crs_and_time(client, stations):
