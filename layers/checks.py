@@ -112,12 +112,11 @@ def check_validity(geoms: np.ndarray, usable: np.ndarray) -> list[Problem]:
     return [Problem(int(i), f"invalid geometry: {r}") for i, r in zip(bad, reasons, strict=True)]
 
 
-def check_lonlat_range(geoms: np.ndarray, usable: np.ndarray, crs_label: str) -> list[Problem]:
-    """After transformation to WGS84 every coordinate must be a real lon/lat."""
-    idx = np.flatnonzero(usable)
-    if not len(idx):
-        return []
-    bounds = shapely.bounds(geoms[idx])
+def check_lonlat_bounds(bounds: np.ndarray, usable: np.ndarray, crs_label: str) -> list[Problem]:
+    """After transformation to WGS84 every coordinate must be a real lon/lat.
+
+    ``bounds`` is (n, 4) minx, miny, maxx, maxy per row.
+    """
     ok = (
         np.isfinite(bounds).all(axis=1)
         & (bounds[:, 0] >= -180)
@@ -127,7 +126,7 @@ def check_lonlat_range(geoms: np.ndarray, usable: np.ndarray, crs_label: str) ->
     )
     return [
         Problem(int(i), f"coordinates out of range for {crs_label}: check the CRS (--crs)")
-        for i in idx[~ok]
+        for i in np.flatnonzero(usable & ~ok)
     ]
 
 

@@ -63,10 +63,11 @@ class ImportRejected(InvalidData):
 
 @dataclass
 class _Prepared:
-    geoms: np.ndarray
+    geoms: np.ndarray | None  # shapely geometries in storage CRS (None on the points path)
     keep: np.ndarray
     columns: list[tuple[Field, pa.Array]]
     geometry_type: str
+    xy: np.ndarray | None = None  # (n, 2) storage coordinates of a plain point layer
     fids: np.ndarray | None = None  # the file's own feature ids, kept when unique
     wkb: pa.Array | None = None  # the file's WKB, sent as is when no geometry was changed
 
@@ -162,6 +163,43 @@ def prepare(
     existing: Layer | None,
     require: Sequence[str],
 ) -> tuple[_Prepared, list[checks.Problem]]:
+    """Check every row and bring geometries to storage; nothing is written here."""
+    xy = _plain_points(src, existing)
+    if xy is not None:
+        prepared, problems = _prepare_points(xy, ref, crs_label)
+    else:
+        prepared, problems = _prepare_geometries(src, ref, crs_label, existing)
+    prepared.columns, attr_problems = _columns(src.attributes, existing, require, len(src))
+    if existing is None and src.fids is not None and _unique(src.fids):
+        prepared.fids = src.fids.astype("int64")
+    return prepared, problems + attr_problems
+
+
+def _plain_points(src: SourceData, existing: Layer | None) -> np.ndarray | None:
+    """Coordinates when every row is a plain 2D point (decoded without shapely), else None."""
+    if src.wkb_arrow is None or src.bad:
+        return None
+    if existing is not None and existing.geometry_type != "Point":
+        return None
+    return pgcopy.decode_points(src.wkb_arrow)
+
+
+def _prepare_points(
+    xy: np.ndarray, ref: CrsRef | CRS, crs_label: str
+) -> tuple[_Prepared, list[checks.Problem]]:
+    usable = np.isfinite(xy).all(axis=1)  # POINT EMPTY is NaN, NaN in WKB
+    problems = [checks.Problem(int(i), "empty geometry") for i in np.flatnonzero(~usable)]
+    if not (isinstance(ref, CrsRef) and ref.same_as_storage):
+        xy = to_wgs84_xy(xy, ref)
+    bounds = np.column_stack([xy, xy])
+    problems += _drop(usable, checks.check_lonlat_bounds(bounds, usable, crs_label))
+    keep = np.ones(len(xy), dtype=bool)
+    return _Prepared(None, keep, [], "Point", xy=xy), problems
+
+
+def _prepare_geometries(
+    src: SourceData, ref: CrsRef | CRS, crs_label: str, existing: Layer | None
+) -> tuple[_Prepared, list[checks.Problem]]:
     geoms, problems, forced_2d = checks.parse_geometries(src.wkb)
     known_bad = _positions_of(src, src.bad)  # rows the reader already reported (CSV lon/lat)
     problems = [p for p in problems if p.index not in known_bad]
@@ -172,24 +210,25 @@ def prepare(
     problems += _drop(usable, checks.check_geometry_type(geoms, usable, layer_type))
     problems += _drop(usable, checks.check_validity(geoms, usable))
     stored = _to_storage(geoms, usable, ref)
-    problems += _drop(usable, checks.check_lonlat_range(stored, usable, crs_label))
+    bounds = np.full((len(src), 4), np.nan)
+    bounds[usable] = shapely.bounds(stored[usable])
+    problems += _drop(usable, checks.check_lonlat_bounds(bounds, usable, crs_label))
     final = checks.promote_to_multi(stored, layer_type)
-    unchanged = final is geoms and not forced_2d
-    columns, attr_problems = _columns(src.attributes, existing, require, len(src))
-    prepared = _Prepared(final, np.ones(len(src), dtype=bool), columns, layer_type)
-    if unchanged:
+    prepared = _Prepared(final, np.ones(len(src), dtype=bool), [], layer_type)
+    if final is geoms and not forced_2d:
         prepared.wkb = src.wkb_arrow
-    if existing is None and src.fids is not None and _unique(src.fids):
-        prepared.fids = src.fids.astype("int64")
-    return prepared, problems + attr_problems
+    return prepared, problems
 
 
 def _ewkb(prep: _Prepared, idx: np.ndarray, take: pa.Array) -> pa.Array:
     """EWKB of the rows: the file's own bytes with an SRID added, or shapely's encoding."""
+    if prep.xy is not None:
+        return pgcopy.points_ewkb(prep.xy[idx], 4326)
     if prep.wkb is not None:
         patched = pgcopy.ewkb_from_wkb(prep.wkb.take(take), 4326)
         if patched is not None:
             return patched
+    assert prep.geoms is not None
     geoms = shapely.set_srid(prep.geoms[idx], 4326)
     return pa.array(shapely.to_wkb(geoms, include_srid=True), type=pa.binary())
 
@@ -323,10 +362,16 @@ def _count_and_bbox(
     conn: psycopg.Connection, table: sql.Identifier, prep: _Prepared, existing: Layer | None
 ) -> tuple[int, tuple[float, float, float, float] | None]:
     """Feature count and extent from what was loaded, without scanning the new table."""
-    loaded = prep.geoms[prep.keep]
-    minx, miny, maxx, maxy = (float(v) for v in shapely.total_bounds(loaded))
+    if prep.xy is not None:
+        kept = prep.xy[prep.keep]
+        bounds = np.concatenate([kept.min(axis=0), kept.max(axis=0)])
+    else:
+        assert prep.geoms is not None
+        kept = prep.geoms[prep.keep]
+        bounds = shapely.total_bounds(kept)
+    minx, miny, maxx, maxy = (float(v) for v in bounds)
     if existing is None:
-        return len(loaded), (minx, miny, maxx, maxy)
+        return len(kept), (minx, miny, maxx, maxy)
     row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
     if existing.bbox:
         ex = existing.bbox

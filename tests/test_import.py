@@ -203,11 +203,11 @@ def test_failed_replace_keeps_the_old_layer(conn, tmp_path):
         {"n": [1]}, geometry=[Polygon([(116.5, 31.7), (116.6, 31.7), (116.6, 31.8)])], crs=4326
     )
     frame.to_file(good, engine="pyogrio")
-    import_file(conn, good, layer_name="blocks")
+    import_file(conn, good, layer_name="replace_blocks")
     with pytest.raises(ImportRejected):
-        import_file(conn, bad_geojson(tmp_path), layer_name="blocks", mode="replace")
-    assert count(conn, "blocks") == 1
-    assert get_layer(conn, "blocks").feature_count == 1
+        import_file(conn, bad_geojson(tmp_path), layer_name="replace_blocks", mode="replace")
+    assert count(conn, "replace_blocks") == 1
+    assert get_layer(conn, "replace_blocks").feature_count == 1
 
 
 def test_existing_layer_needs_replace_or_append(conn, tmp_path):
@@ -252,3 +252,22 @@ def test_large_import_uses_copy_and_keeps_file_ids(conn, tmp_path):
     assert fids == (1, n)  # GeoPackage fids are kept
     v = conn.execute("SELECT v FROM published.many WHERE fid = 1234").fetchone()[0]
     assert v == pytest.approx(frame["v"].iloc[1233])
+
+
+def test_empty_point_is_a_bad_row_on_the_fast_point_path(conn, tmp_path):
+    frame = gpd.GeoDataFrame(
+        {"code": ["a", "b", "c"]},
+        geometry=[Point(116.5, 31.7), Point(), Point(116.6, 31.8)],
+        crs=4326,
+    )
+    path = tmp_path / "meters.gpkg"
+    frame.to_file(path, engine="pyogrio")
+    with pytest.raises(ImportRejected) as err:
+        import_file(conn, path, layer_name="meters")
+    assert [(b.row, b.reason) for b in err.value.report.bad_rows] == [(2, "empty geometry")]
+    report = import_file(conn, path, layer_name="meters", skip_invalid=True)
+    assert report.loaded == 2
+    layer = get_layer(conn, "meters")
+    assert layer.bbox == pytest.approx((116.5, 31.7, 116.6, 31.8))
+    codes = [r[0] for r in conn.execute("SELECT code FROM published.meters ORDER BY fid")]
+    assert codes == ["a", "c"]
