@@ -182,3 +182,20 @@ def test_items_geometries_are_valid_geojson(client, stations):
     geoms = [shape(f["geometry"]) for f in doc["features"]]
     assert all(shapely.is_valid(g) for g in geoms)
     assert len(geoms) == N
+
+
+def test_database_errors_never_reach_the_client(client, pg_url, tmp_path):
+    """A table gone behind the registry's back: 500 with a safe message, no SQL or names."""
+    path = tmp_path / "ghost.geojson"
+    gpd.GeoDataFrame({"a": [1]}, geometry=[Point(HEFEI)], crs=4326).to_file(
+        path, driver="GeoJSON", engine="pyogrio"
+    )
+    with psycopg.connect(pg_url) as conn:
+        import_file(conn, path, layer_name="ghost")
+        conn.execute("ALTER TABLE published.ghost RENAME TO ghost_moved")
+        conn.commit()
+    client.app.state.catalog._loaded_at = 0
+    r = client.get("/collections/ghost/items")
+    assert r.status_code == 500
+    assert r.json() == {"code": "internal", "message": "internal error; it has been logged"}
+    assert "ghost" not in r.text and "relation" not in r.text
