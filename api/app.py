@@ -12,7 +12,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from api import errors
 from api.deps import Catalog
-from api.routers import features, landing, tiles, viewer
+from api.routers import features, grid, landing, tiles, viewer
 from twin import db
 from twin.settings import Settings
 
@@ -50,11 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.api.cors_origins,
-        allow_methods=["GET", "HEAD", "OPTIONS"],
+        allow_methods=["GET", "HEAD", "OPTIONS", "POST"],
         allow_headers=["*"],
         expose_headers=["ETag", "Content-Crs"],
     )
-    for module in (landing, features, tiles, viewer):
+    for module in (landing, features, tiles, grid, viewer):
         app.include_router(module.router)
     _document_limits(app, settings)
     return app

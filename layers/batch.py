@@ -27,6 +27,7 @@ def import_folder(
     *,
     only_new: bool = False,
     on_file: Callable[[Path], Progress | None] | None = None,
+    skip: Callable[[Path], bool] | None = None,
 ) -> list[ImportReport]:
     """Import each file as the layer named after it, replacing layers of the same name.
 
@@ -34,6 +35,8 @@ def import_folder(
     """
     reports = []
     for path in vector_files(folder):
+        if skip is not None and skip(path):
+            continue
         name = default_layer_name(path)
         if only_new and find_layer(conn, name) is not None:
             continue

@@ -98,6 +98,11 @@ def import_file(
     if mode not in ("create", "replace", "append"):
         raise InvalidParameter(f"unknown import mode {mode!r}")
     existing = find_layer(conn, name)
+    if existing and existing.schema_name != SCHEMA:
+        raise InvalidParameter(
+            f"layer {name!r} is a domain layer, not a published file; load it with its own "
+            "command (grid cells: twin grid import) or choose another --layer name"
+        )
     if existing and mode == "create":
         raise InvalidParameter(
             f"layer {name!r} already exists: use --replace to swap it or --append to add rows"

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from twin import db, migrate
+from twin.cli_grid import grid_app
 from twin.errors import TwinError
 from twin.settings import Settings
 
@@ -30,6 +31,7 @@ layers_app = typer.Typer(help="Published layers")
 app.add_typer(db_app, name="db")
 app.add_typer(sample_app, name="sample")
 app.add_typer(layers_app, name="layers")
+app.add_typer(grid_app, name="grid")
 
 console = Console(stderr=True)
 out = Console()
@@ -341,13 +343,35 @@ def demo(
 
                 return progress
 
-            reports = import_folder(conn, out_dir, only_new=True, on_file=on_file)
+            _load_sample_grid(conn, out_dir, settings)
+            reports = import_folder(
+                conn,
+                out_dir,
+                only_new=True,
+                on_file=on_file,
+                skip=lambda p: p.stem.startswith("grid_"),
+            )
         for r in reports:
             console.print(f"imported {r.file} as layer {r.layer}: {r.loaded:,} features")
     except TwinError as exc:
         _fail(exc)
     if serve_it:
         _run_server(settings, url, None, None)
+
+
+def _load_sample_grid(conn, folder: Path, settings: Settings) -> None:
+    """The sample grid goes into the grid tables, level by level, parents first."""
+    from grid.codes import LEVELS
+    from grid.store import import_grid
+    from layers.registry import find_layer
+
+    for level in LEVELS:
+        path = folder / f"grid_{level}.gpkg"
+        existing = find_layer(conn, f"grid_{level}")
+        if not path.exists() or (existing is not None and existing.schema_name == "twin"):
+            continue
+        report = import_grid(conn, path, level, settings.grid)
+        console.print(f"imported {path.name} into the grid: {report.cells:,} {level} cells")
 
 
 def main() -> None:  # pragma: no cover

@@ -7,6 +7,7 @@ reads the environment at import time.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,6 +57,20 @@ class TileSettings(BaseSettings):
     tile_cache_seconds: int = Field(default=60, ge=0)
 
 
+class GridSettings(BaseSettings):
+    """The unified grid (GB/T 30428.1)."""
+
+    model_config = _CONFIG
+
+    grid_unit_code_width: Literal[14, 15] = Field(
+        default=14, description="Unit-grid code width: 14 (CJ/T 213) or 15 (DB11 and others)"
+    )
+    grid_tolerance_m2: float = Field(
+        default=1.0, ge=0, description="Gaps, overlaps and overhangs smaller than this are ignored"
+    )
+    locate_max_points: int = Field(default=2_000_000, ge=1)
+
+
 class Settings(BaseSettings):
     """Everything, grouped by concern."""
 
@@ -64,3 +79,4 @@ class Settings(BaseSettings):
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     tiles: TileSettings = Field(default_factory=TileSettings)
+    grid: GridSettings = Field(default_factory=GridSettings)

@@ -1,0 +1,235 @@
+"""The unified grid over HTTP: locate points, aggregate layers by cell."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import numpy as np
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from api.deps import Catalog, catalog, connection
+from grid import stats as grid_stats_mod
+from grid.locate import (
+    INDEX_SQL,
+    LEVEL_KEYS,
+    OUTSIDE,
+    GridIndex,
+    build_index,
+    check_coordinates,
+    locate_codes,
+)
+from layers.readers import LAT_NAMES, LON_NAMES
+from twin.crs import parse_crs, to_wgs84_xy
+from twin.errors import InvalidData, InvalidParameter
+
+router = APIRouter(prefix="/grid", tags=["Unified grid"])
+
+CHUNK_BYTES = 4 << 20
+
+
+async def grid_index(request: Request, conn: psycopg.AsyncConnection) -> GridIndex:
+    """The in-memory unit-cell index, rebuilt when the grid's revision moved on."""
+    cur = await conn.execute("SELECT revision FROM twin.grid_state")
+    row = await cur.fetchone()
+    revision = int(row[0]) if row else 0
+    index: GridIndex | None = getattr(request.app.state, "grid_index", None)
+    if index is None or index.revision != revision:
+        cur = await conn.execute(INDEX_SQL)
+        index = build_index(revision, await cur.fetchall())
+        request.app.state.grid_index = index
+    return index
+
+
+def _to_lonlat(x: np.ndarray, y: np.ndarray, crs: str | None) -> tuple[np.ndarray, np.ndarray]:
+    if not crs:
+        return x, y
+    ref = parse_crs(crs)
+    if ref.northing_first and ref.kind == "epsg" and not ref.same_as_storage:
+        x, y = y, x  # projected GK input given northing first, as the CRS defines
+    xy = to_wgs84_xy(np.column_stack([x, y]).astype("float64"), ref)
+    return xy[:, 0], xy[:, 1]
+
+
+@router.get("/locate", summary="The unit grid, community, street and district of a point")
+async def locate_one(
+    request: Request,
+    conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
+    lon: Annotated[float, Query(description="Longitude (or x in crs)")],
+    lat: Annotated[float, Query(description="Latitude (or y in crs)")],
+    crs: Annotated[str | None, Query(description="CRS of lon/lat: EPSG code or gcj02")] = None,
+) -> dict:
+    x, y = _to_lonlat(np.array([lon]), np.array([lat]), crs)
+    check_coordinates(x, y)
+    index = await grid_index(request, conn)
+    codes = locate_codes(index, x, y)
+    inside = codes["unit"][0] != OUTSIDE
+    out: dict[str, Any] = {"inside": bool(inside), "lon": float(x[0]), "lat": float(y[0])}
+    for level in LEVEL_KEYS:
+        code = codes[level][0]
+        out[level] = {"code": code, "name": index.names.get(code, "")} if code else None
+    return out
+
+
+@router.post(
+    "/locate",
+    summary="Locate many points (CSV with lon/lat columns, or a GeoJSON FeatureCollection)",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}, "application/geo+json": {}}}},
+)
+async def locate_many(
+    request: Request,
+    conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
+    crs: Annotated[str | None, Query(description="CRS of the coordinates")] = None,
+) -> Response:
+    index = await grid_index(request, conn)
+    kind = request.headers.get("content-type", "").split(";")[0].strip()
+    if kind in ("text/csv", "text/plain", "application/csv"):
+        # The body is read chunk by chunk before answering (a streaming response may not read
+        # the request any more), then answered block by block as each is located.
+        chunks = [piece async for piece in request.stream()]
+        return StreamingResponse(_locate_csv(chunks, index, crs), media_type="text/csv")
+    if kind in ("application/geo+json", "application/json"):
+        body = await request.body()
+        return StreamingResponse(
+            _locate_geojson(body, index, crs), media_type="application/geo+json"
+        )
+    raise InvalidParameter(
+        "send the points as text/csv (with lon and lat columns) or application/geo+json"
+    )
+
+
+def _codes_table(index: GridIndex, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    ok = np.isfinite(x) & np.isfinite(y) & (np.abs(x) <= 180) & (np.abs(y) <= 90)
+    codes = locate_codes(index, np.where(ok, x, 0.0), np.where(ok, y, 0.0))
+    status = np.where(~ok, "invalid", np.where(codes["unit"] == OUTSIDE, "outside", "inside"))
+    out = {f"{level}_code": np.where(ok, codes[level], "") for level in LEVEL_KEYS}
+    out["status"] = status
+    return out
+
+
+async def _locate_csv(
+    chunks: list[bytes], index: GridIndex, crs: str | None
+) -> AsyncIterator[bytes]:
+    """Answer the CSV block by block (about 4 MB each), each as soon as it is located."""
+    header: list[str] | None = None
+    pending = b""
+    for piece in chunks:
+        pending += piece
+        if len(pending) < CHUNK_BYTES:
+            continue
+        cut = pending.rfind(b"\n") + 1
+        if cut == 0:
+            continue
+        block, pending = pending[:cut], pending[cut:]
+        out, header = _locate_block(block, header, index, crs)
+        yield out
+    if pending.strip():
+        out, header = _locate_block(pending, header, index, crs)
+        yield out
+    elif header is None:
+        yield b"status\n"
+
+
+def _locate_block(
+    block: bytes, header: list[str] | None, index: GridIndex, crs: str | None
+) -> tuple[bytes, list[str]]:
+    first = header is None
+    read = pacsv.ReadOptions(column_names=header) if header else pacsv.ReadOptions()
+    convert = pacsv.ConvertOptions(strings_can_be_null=False)
+    if header:
+        convert.column_types = {c: pa.string() for c in header}
+    else:
+        names = block.split(b"\n", 1)[0].decode("utf-8-sig").strip().split(",")
+        convert.column_types = {c: pa.string() for c in names}
+    table = pacsv.read_csv(io.BytesIO(block), read_options=read, convert_options=convert)
+    header = table.column_names
+    lon_col = next((c for c in header if c.lower() in LON_NAMES), None)
+    lat_col = next((c for c in header if c.lower() in LAT_NAMES), None)
+    if lon_col is None or lat_col is None:
+        raise InvalidData("the CSV needs lon and lat columns (or longitude/latitude, x/y)")
+    x = _numbers(table.column(lon_col))
+    y = _numbers(table.column(lat_col))
+    x, y = _to_lonlat(x, y, crs)
+    for name, values in _codes_table(index, x, y).items():
+        table = table.append_column(name, pa.array(values.astype(str), type=pa.string()))
+    buf = io.BytesIO()
+    pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=first))
+    return buf.getvalue(), header
+
+
+def _numbers(column: pa.ChunkedArray) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    text = pc.utf8_trim_whitespace(column.combine_chunks())
+    numeric = pc.match_substring_regex(text, r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+    safe = pc.if_else(numeric, text, "nan")
+    return pc.cast(safe, pa.float64()).to_numpy(zero_copy_only=False)
+
+
+async def _locate_geojson(body: bytes, index: GridIndex, crs: str | None) -> AsyncIterator[bytes]:
+    try:
+        doc = json.loads(body)
+        features = doc["features"] if doc.get("type") == "FeatureCollection" else [doc]
+        coords = [f["geometry"]["coordinates"][:2] for f in features]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise InvalidData("the body is not a GeoJSON FeatureCollection of Point features") from None
+    xy = np.array(coords, dtype="float64").reshape(-1, 2)
+    x, y = _to_lonlat(xy[:, 0], xy[:, 1], crs)
+    table = _codes_table(index, x, y)
+    yield b'{"type":"FeatureCollection","features":['
+    for i, feature in enumerate(features):
+        props = dict(feature.get("properties") or {})
+        props.update({k: str(v[i]) for k, v in table.items()})
+        feature = {"type": "Feature", "geometry": feature["geometry"], "properties": props}
+        if "id" in features[i]:
+            feature["id"] = features[i]["id"]
+        yield (("," if i else "") + json.dumps(feature, ensure_ascii=False)).encode()
+    yield b"]}"
+
+
+@router.get("/stats", summary="Aggregate a layer by grid cell (count, length or area)")
+async def stats(
+    cat: Annotated[Catalog, Depends(catalog)],
+    conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
+    layer: Annotated[str, Query(description="Collection to aggregate")],
+    level: Annotated[str, Query(description="district, street, community or unit")] = "unit",
+    measure: Annotated[str, Query(description="count, length (m) or area (m²)")] = "count",
+    group: Annotated[str | None, Query(description="A field whose values become columns")] = None,
+    f: Annotated[str, Query(description="geojson (choropleth) or csv")] = "geojson",
+) -> Response:
+    source = cat.layer(layer)
+    rows, groups = await grid_stats_mod.grid_stats(conn, level, source, measure, group)
+    if f == "csv":
+        buf = io.StringIO()
+        keys = ["code", "name", "total", *groups]
+        buf.write(",".join(keys) + "\n")
+        for r in rows:
+            buf.write(",".join(_csv_cell(r[k]) for k in keys) + "\n")
+        return Response(buf.getvalue(), media_type="text/csv")
+    if f != "geojson":
+        raise InvalidParameter("f must be geojson or csv")
+    cur = await conn.execute(
+        "SELECT code, ST_AsGeoJSON(geom, 7) FROM twin.grid_cells "
+        "WHERE level = %s AND valid_to IS NULL",
+        [level],
+    )
+    shapes: dict[str, str] = dict(await cur.fetchall())
+    parts = [
+        json.dumps({"type": "Feature", "id": r["code"], "properties": r}, ensure_ascii=False)[:-1]
+        + f',"geometry":{shapes[r["code"]]}}}'
+        for r in rows
+    ]
+    body = '{"type":"FeatureCollection","features":[' + ",".join(parts) + "]}"
+    return Response(body, media_type="application/geo+json")
+
+
+def _csv_cell(value: Any) -> str:
+    text = str(value)
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
