@@ -69,4 +69,21 @@ def install(app: FastAPI) -> None:
         log.exception("database error on %s", request.url.path)
         if isinstance(exc, psycopg.errors.QueryCanceled):
             return error_response(503, "timeout", "the query took too long; narrow the request")
+        if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedColumn):
+            # A layer replaced or dropped since the catalog was read: re-read it next time.
+            catalog = getattr(request.app.state, "catalog", None)
+            if catalog is not None:
+                catalog._loaded_at = 0.0
+            return error_response(
+                503, "layer-changing", "the layer is being replaced or removed; try again"
+            )
+        if isinstance(exc, psycopg.errors.DataError):
+            return error_response(
+                400, "invalid-parameter", "a value in the request is out of range for the data"
+            )
+        return error_response(500, "internal", "internal error; it has been logged")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
         return error_response(500, "internal", "internal error; it has been logged")

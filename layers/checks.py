@@ -130,6 +130,29 @@ def check_lonlat_bounds(bounds: np.ndarray, usable: np.ndarray, crs_label: str) 
     ]
 
 
+def single_parts(
+    geoms: np.ndarray, usable: np.ndarray, layer_type: str
+) -> tuple[np.ndarray, list[Problem]]:
+    """Multi-part geometries going into a single-part layer: one part is unwrapped, more refused."""
+    if layer_type.startswith("Multi") or layer_type not in _TYPE_IDS:
+        return geoms, []
+    multi = usable & (shapely.get_type_id(geoms) == _TYPE_IDS["Multi" + layer_type])
+    if not multi.any():
+        return geoms, []
+    parts = shapely.get_num_geometries(geoms)
+    problems = [
+        Problem(
+            int(i),
+            f"wrong geometry type: Multi{layer_type} with {parts[i]} parts in a {layer_type} layer",
+        )
+        for i in np.flatnonzero(multi & (parts != 1))
+    ]
+    out = geoms.copy()
+    one = np.flatnonzero(multi & (parts == 1))
+    out[one] = shapely.get_geometry(geoms[one], 0)
+    return out, problems
+
+
 def promote_to_multi(geoms: np.ndarray, layer_type: str) -> np.ndarray:
     """Single-part geometries in a Multi* layer become one-part multis (PostGIS needs one type)."""
     if not layer_type.startswith("Multi"):

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -18,8 +19,10 @@ import shapely
 from psycopg import sql
 
 from layers.registry import Layer
-from twin.crs import CrsRef, from_wgs84_xy, parse_crs
+from twin.crs import CrsRef, from_wgs84_xy, parse_crs, to_wgs84_xy
 from twin.errors import InvalidParameter, NotFound
+
+_FID = re.compile(r"^[0-9]{1,18}$")
 
 
 @dataclass
@@ -66,36 +69,52 @@ def parse_bbox(text: str, bbox_crs: CrsRef) -> tuple[float, float, float, float]
     if bbox_crs.kind in ("crs84", "gcj02") or bbox_crs.same_as_storage:
         if minx < -180 or maxx > 180 or miny < -90 or maxy > 90:
             raise InvalidParameter(f"bbox {text!r} is outside longitude/latitude range")
+    else:
+        corners = np.array([[minx, miny], [maxx, miny], [maxx, maxy], [minx, maxy]])
+        lonlat = to_wgs84_xy(corners, bbox_crs)
+        if (
+            not np.isfinite(lonlat).all()
+            or (np.abs(lonlat[:, 0]) > 180).any()
+            or (np.abs(lonlat[:, 1]) > 90).any()
+        ):
+            raise InvalidParameter(
+                f"bbox {text!r} lies outside the area where {bbox_crs.uri} is defined"
+            )
     return minx, miny, maxx, maxy
 
 
 def parse_datetime(text: str) -> tuple[datetime | None, datetime | None]:
-    """An instant or an interval 'start/end' with '..' (or empty) for an open end."""
+    """An instant or an interval 'start/end' with '..' (or empty) for an open end.
 
-    def one(value: str) -> datetime | None:
+    A date alone means the whole day: from its first instant as a start, to its last as an
+    end. Times without an offset are taken as UTC.
+    """
+
+    def one(value: str, end: bool) -> datetime | None:
         if value in ("", ".."):
             return None
         try:
             if len(value) == 10:
-                return datetime.fromisoformat(value + "T00:00:00+00:00")
+                day = datetime.fromisoformat(value).replace(tzinfo=UTC)
+                return day + timedelta(days=1, microseconds=-1) if end else day
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise InvalidParameter(
                 f"datetime {text!r} is malformed: use RFC 3339, e.g. 2024-05-01T00:00:00Z or "
                 "an interval 2024-01-01/2024-12-31"
             ) from None
-        return parsed
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
     if "/" in text:
         start, end = text.split("/", 1)
-        lo, hi = one(start), one(end)
+        lo, hi = one(start, False), one(end, True)
         if lo and hi and lo > hi:
             raise InvalidParameter(f"datetime interval {text!r} ends before it starts")
         return lo, hi
-    instant = one(text)
-    if instant is None:
+    lo, hi = one(text, False), one(text, True)
+    if lo is None:
         raise InvalidParameter("datetime needs an instant or an interval")
-    return instant, instant
+    return lo, hi
 
 
 def check_properties(layer: Layer, names: list[str]) -> list[str]:
@@ -148,12 +167,14 @@ def where_sql(layer: Layer, q: ItemsQuery) -> tuple[sql.Composable, list[Any]]:
             raise InvalidParameter(f"collection {layer.name!r} has no time field to filter on")
         lo, hi = q.datetime
         col = sql.Identifier(layer.time_field)
+        # A date column compares with UTC days, never through the session's time zone.
+        is_date = any(f.name == layer.time_field and f.type == "date" for f in layer.fields)
         if lo is not None:
             clauses.append(sql.SQL("{} >= %s").format(col))
-            params.append(lo)
+            params.append(lo.astimezone(UTC).date() if is_date else lo)
         if hi is not None:
             clauses.append(sql.SQL("{} <= %s").format(col))
-            params.append(hi)
+            params.append(hi.astimezone(UTC).date() if is_date else hi)
     for name, value in q.equals.items():
         clauses.append(sql.SQL("{}::text = %s").format(sql.Identifier(name)))
         params.append(value)
@@ -227,7 +248,7 @@ async def fetch_items(
 async def fetch_item(
     conn: psycopg.AsyncConnection, layer: Layer, fid: str, crs: CrsRef, props: list[str] | None
 ) -> str:
-    if not fid.isdigit() or len(fid) > 18:
+    if not _FID.match(fid):
         raise NotFound(f"no feature {fid!r} in collection {layer.name!r}")
     geom = geometry_sql(crs)
     geom_out = (

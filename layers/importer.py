@@ -1,15 +1,19 @@
 """Publishing a vector file as a layer: read, check every row, transform, COPY, register.
 
 A file loads whole or not at all: every check runs before anything is written, and the write
-(table, COPY, index, registry row) is one transaction. With ``skip_invalid`` the good rows load
-and the report names the rest. Rows go in with COPY (CSV with hex EWKB geometry), built by
-pyarrow in C++, which is what makes a million points load faster than ogr2ogr.
+(staging table, COPY, swap, index, registry row) is one transaction under a per-layer lock.
+The connection should have no work pending: the import commits its registry read before the
+long part. With ``skip_invalid`` the good rows load and the report names the rest. Rows go in
+with binary COPY built by numpy and pyarrow (see ``layers.pgcopy``), which is what makes a
+million points load faster than ogr2ogr.
 """
 
 from __future__ import annotations
 
 import csv
 import time
+import uuid
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +30,7 @@ from layers import checks, pgcopy
 from layers.readers import BadRow, SourceData, read_source
 from layers.registry import Field, Layer, check_layer_name, find_layer, save_layer
 from twin.crs import CrsRef, parse_crs, to_wgs84_xy
-from twin.errors import InvalidData, InvalidParameter
+from twin.errors import Conflict, InvalidData, InvalidParameter
 
 SCHEMA = "published"
 COPY_BATCH = 100_000
@@ -73,8 +77,11 @@ class _Prepared:
 
 
 def default_layer_name(path: Path) -> str:
+    """The file name as a layer name; names that are not ASCII get a stable numbered name."""
     stem = checks.column_name(path.stem, set())
-    return stem if stem[0].isalpha() and stem.isascii() else f"layer_{abs(hash(stem)) % 10**6}"
+    if stem[0].isascii() and stem[0].isalpha() and stem.isascii():
+        return stem.lower()[:63]
+    return f"layer_{zlib.crc32(path.stem.encode()) % 10**8:08d}"
 
 
 def import_file(
@@ -109,6 +116,9 @@ def import_file(
         )
     if existing is None and mode == "append":
         mode = "create"
+    # End the registry read: the file is read and checked outside any transaction, and the
+    # write below is a transaction of its own.
+    conn.commit()
 
     say("reading", 0, 0)
     src = read_source(path, source_layer)
@@ -135,6 +145,13 @@ def import_file(
         raise InvalidData(f"{path.name} has no rows to load")
 
     with conn.transaction():
+        # One import of a layer at a time; the layer must still be as it was when checked.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"twin.layer.{name}",))
+        if find_layer(conn, name) != existing:
+            raise Conflict(
+                f"layer {name!r} changed while {path.name} was being checked (another import?); "
+                "nothing was loaded: run the import again"
+            )
         layer = write_layer(conn, name, prepared, existing, mode, title or name, say)
         save_layer(conn, layer, source_file=path.name, source_crs=crs_label)
     report.loaded = n_rows
@@ -213,8 +230,10 @@ def _prepare_geometries(
     usable[list(known_bad)] = False
     layer_type = existing.geometry_type if existing else checks.layer_geometry_type(geoms, usable)
     problems += _drop(usable, checks.check_geometry_type(geoms, usable, layer_type))
-    problems += _drop(usable, checks.check_validity(geoms, usable))
-    stored = _to_storage(geoms, usable, ref)
+    singles, multi_problems = checks.single_parts(geoms, usable, layer_type)
+    problems += _drop(usable, multi_problems)
+    problems += _drop(usable, checks.check_validity(singles, usable))
+    stored = _to_storage(singles, usable, ref)
     bounds = np.full((len(src), 4), np.nan)
     bounds[usable] = shapely.bounds(stored[usable])
     problems += _drop(usable, checks.check_lonlat_bounds(bounds, usable, crs_label))
@@ -326,8 +345,8 @@ def write_layer(
     if mode == "append" and existing is not None:
         target = table
     else:
-        target = sql.Identifier(SCHEMA, f"{name}__load")
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(target))
+        # A staging name no layer can have (layer names start with a letter).
+        target = sql.Identifier(SCHEMA, f"_load_{uuid.uuid4().hex[:16]}")
         conn.execute(_create_table_sql(target, prep.geometry_type, fields))
     _copy_rows(conn, target, prep, say)
     if target is not table:

@@ -49,8 +49,11 @@ def _column_bytes(arr: pa.Array, kind: str) -> tuple[np.ndarray | tuple, np.ndar
         if kind == "text":
             arr = pc.cast(arr, pa.large_string())
         elif kind == "json":
+            # jsonb's binary input is a version byte (1) followed by the JSON text.
             arr = pc.binary_join_element_wise(
-                pa.scalar("\x01"), pc.cast(arr, pa.large_string()), ""
+                pa.scalar("\x01", pa.large_string()),
+                pc.cast(arr, pa.large_string()),
+                pa.scalar("", pa.large_string()),
             )
         else:
             arr = pc.cast(arr, pa.large_binary())

@@ -196,6 +196,35 @@ def test_database_errors_never_reach_the_client(client, pg_url, tmp_path):
         conn.commit()
     client.app.state.catalog._loaded_at = 0
     r = client.get("/collections/ghost/items")
-    assert r.status_code == 500
-    assert r.json() == {"code": "internal", "message": "internal error; it has been logged"}
+    assert r.status_code == 503
+    assert r.json()["code"] == "layer-changing"
     assert "ghost" not in r.text and "relation" not in r.text
+
+
+def test_date_only_interval_end_includes_the_whole_day(client, stations):
+    doc = get(client, "/collections/stations/items?datetime=2024-01-20/2024-01-25").json()
+    assert [f["properties"]["code"] for f in doc["features"]][-1] == "S24"
+    assert doc["numberMatched"] == 6
+    doc = get(client, "/collections/stations/items?datetime=2024-01-03").json()
+    assert [f["properties"]["code"] for f in doc["features"]] == ["S02"]
+    mixed = "2024-01-01T00:00:00/2024-01-02T00:00:00Z"
+    assert get(client, f"/collections/stations/items?datetime={mixed}").json()["numberMatched"] == 2
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/collections/stations/items?offset=99999999999999999999",
+        "/collections/stations/items?bbox=0,0,1e9,1e9&bbox-crs=EPSG:4548",
+    ],
+)
+def test_out_of_range_numbers_are_400_not_500(client, stations, url):
+    r = client.get(url)
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "invalid-parameter"
+
+
+def test_odd_feature_ids_are_404(client, stations):
+    for fid in ("%C2%B2", "1e3", "-1", "99999999999999999999"):
+        r = client.get(f"/collections/stations/items/{fid}")
+        assert r.status_code == 404, (fid, r.text)

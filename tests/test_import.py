@@ -271,3 +271,113 @@ def test_empty_point_is_a_bad_row_on_the_fast_point_path(conn, tmp_path):
     assert layer.bbox == pytest.approx((116.5, 31.7, 116.6, 31.8))
     codes = [r[0] for r in conn.execute("SELECT code FROM published.meters ORDER BY fid")]
     assert codes == ["a", "c"]
+
+
+def test_list_and_object_properties_load_as_json(conn, tmp_path):
+    path = tmp_path / "tagged.geojson"
+    path.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {"tags": ["lamp", "led"], "n": 1},
+                        "geometry": {"type": "Point", "coordinates": [116.5, 31.7]},
+                    },
+                    {
+                        "type": "Feature",
+                        "properties": {"tags": None, "n": 2},
+                        "geometry": {"type": "Point", "coordinates": [116.6, 31.8]},
+                    },
+                ],
+            }
+        )
+    )
+    import_file(conn, path, layer_name="tagged")
+    rows = conn.execute("SELECT n, tags FROM published.tagged ORDER BY n").fetchall()
+    assert rows[0][1] in (["lamp", "led"], '["lamp", "led"]', '[ "lamp", "led" ]')
+    assert rows[1][1] is None
+
+
+def test_non_ascii_file_names_get_a_stable_layer_name(tmp_path):
+    from layers.importer import default_layer_name
+
+    name = default_layer_name(Path("给水管网.gpkg"))
+    assert name == default_layer_name(Path("给水管网.gpkg")) and name.startswith("layer_")
+    assert default_layer_name(Path("Street Lamps.gpkg")) == "street_lamps"
+
+
+def test_replace_never_touches_a_layer_named_like_a_staging_table(conn, tmp_path):
+    path = tmp_path / "a.geojson"
+    points_frame(2).to_file(path, driver="GeoJSON", engine="pyogrio")
+    import_file(conn, path, layer_name="foo")
+    import_file(conn, path, layer_name="foo__load")
+    import_file(conn, path, layer_name="foo", mode="replace")
+    assert count(conn, "foo__load") == 2 and count(conn, "foo") == 2
+    leftovers = conn.execute(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'published' AND tablename LIKE '\\_load%'"
+    ).fetchone()[0]
+    assert leftovers == 0
+
+
+def test_append_unwraps_one_part_multis_and_refuses_real_ones(conn, tmp_path):
+    base = tmp_path / "poles.geojson"
+    points_frame(1).to_file(base, driver="GeoJSON", engine="pyogrio")
+    import_file(conn, base, layer_name="poles")
+    more = tmp_path / "more_poles.geojson"
+    more.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {"name": "one"},
+                        "geometry": {"type": "MultiPoint", "coordinates": [[116.5, 31.7]]},
+                    },
+                    {
+                        "type": "Feature",
+                        "properties": {"name": "two"},
+                        "geometry": {
+                            "type": "MultiPoint",
+                            "coordinates": [[116.5, 31.7], [116.6, 31.8]],
+                        },
+                    },
+                ],
+            }
+        )
+    )
+    with pytest.raises(ImportRejected) as err:
+        import_file(conn, more, layer_name="poles", mode="append")
+    assert [(b.row, b.reason) for b in err.value.report.bad_rows] == [
+        (2, "wrong geometry type: MultiPoint with 2 parts in a Point layer")
+    ]
+    report = import_file(conn, more, layer_name="poles", mode="append", skip_invalid=True)
+    assert report.loaded == 1 and count(conn, "poles") == 2
+
+
+def test_two_imports_creating_one_layer_leave_one_winner(pg_url, tmp_path):
+    import threading
+
+    from twin.errors import TwinError
+
+    path = tmp_path / "race.gpkg"
+    points_frame(3).to_file(path, engine="pyogrio")
+    outcomes: list[str] = []
+
+    def run() -> None:
+        with psycopg.connect(pg_url) as c:
+            try:
+                import_file(c, path, layer_name="race")
+                outcomes.append("loaded")
+            except TwinError as exc:
+                outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes)[0] in ("Conflict", "InvalidParameter")
+    assert outcomes.count("loaded") == 1

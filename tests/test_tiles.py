@@ -120,3 +120,27 @@ def test_bad_tile_requests(client, city, path, status, says):
     r = client.get(f"/collections/{path}")
     assert r.status_code == status
     assert says in r.json()["message"]
+
+
+@pytest.fixture(scope="module")
+def world(pg_url, tmp_path_factory, client):
+    folder = tmp_path_factory.mktemp("world")
+    frame = gpd.GeoDataFrame(
+        {"name": ["east", "west", "greenwich"]},
+        geometry=[Point(179.5, 10), Point(-179.5, 10), Point(0.5, 10)],
+        crs=4326,
+    )
+    path = folder / "edges.gpkg"
+    frame.to_file(path, engine="pyogrio")
+    with psycopg.connect(pg_url) as conn:
+        import_file(conn, path, layer_name="tile_edges", mode="replace")
+    client.app.state.catalog._loaded_at = 0
+
+
+@pytest.mark.parametrize("z", [0, 1, 2, 3, 8])
+def test_features_near_the_antimeridian_and_greenwich_are_in_their_tiles(client, world, z):
+    for lon, name in ((179.5, "east"), (-179.5, "west"), (0.5, "greenwich")):
+        x, y = tile_of(lon, 10, z)
+        decoded = fetch_tile(client, "tile_edges", z, x, y)
+        names = {f["properties"]["name"] for f in decoded.get("tile_edges", {}).get("features", [])}
+        assert name in names, (z, x, y, names)

@@ -57,7 +57,12 @@ def _geometry(layer: Layer) -> sql.Composable:
 
 @dataclass(frozen=True)
 class LayerTiles:
-    """The compiled tile statement of one layer."""
+    """The compiled tile statement of one layer.
+
+    The buffered envelope is clipped to the world before it goes to lon/lat: past ±180° the
+    transformation wraps the longitude and the filter box would cover the wrong side of the
+    world (edge columns at every zoom, and all of zooms 1 and 2).
+    """
 
     layer: Layer
     query: sql.Composed
@@ -71,8 +76,9 @@ class LayerTiles:
             """
             WITH bounds AS (
                 SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS mercator,
-                       ST_Transform(ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => {margin}),
-                                    4326) AS storage
+                       ST_Transform(ST_Intersection(
+                           ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => {margin}),
+                           ST_TileEnvelope(0, 0, 0)), 4326) AS storage
             )
             SELECT ST_AsMVT(mvt, {name}, %(extent)s, 'geom', 'fid') FROM (
                 SELECT {select},

@@ -50,6 +50,8 @@ def make_pool(url: str, settings: DatabaseSettings) -> AsyncConnectionPool:
         # SET cannot take bind parameters; the value is an int from settings.
         await conn.execute(f"SET statement_timeout = {timeout}")
         await conn.execute("SET search_path = twin, public")
+        # Timestamps leave the database in UTC whatever the server's own setting.
+        await conn.execute("SET TimeZone = 'UTC'")
         await conn.commit()
 
     return AsyncConnectionPool(

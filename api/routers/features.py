@@ -17,6 +17,7 @@ from twin.settings import Settings
 router = APIRouter(tags=["OGC API Features"])
 
 GEOJSON = "application/geo+json"
+MAX_OFFSET = 10**12
 _RESERVED = {"limit", "offset", "bbox", "bbox-crs", "crs", "datetime", "properties", "f"}
 _JSON_TYPES = {
     "integer": "integer",
@@ -143,8 +144,8 @@ def _items_query(
         raise InvalidParameter("limit must be at least 1")
     if limit > max_limit:
         raise LimitExceeded(f"limit {limit} is over the cap of {max_limit} items per page")
-    if offset < 0:
-        raise InvalidParameter("offset must be 0 or more")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise InvalidParameter(f"offset must be between 0 and {MAX_OFFSET}")
     out_crs = parse_crs(crs) if crs else parse_crs("CRS84")
     check_output_crs(out_crs)
     in_crs = parse_crs(bbox_crs) if bbox_crs else parse_crs("CRS84")

@@ -20,7 +20,6 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-common-2/1.0/conf/collections",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
-    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
 ]
 
@@ -51,7 +50,7 @@ async def landing(request: Request) -> Response:
             {
                 "href": f"{base}/api",
                 "rel": "service-desc",
-                "type": "application/vnd.oai.openapi+json;version=3.0",
+                "type": "application/vnd.oai.openapi+json;version=3.1",
                 "title": "OpenAPI definition",
             },
             {
@@ -94,15 +93,18 @@ async def healthz(
     row = await cur.fetchone()
     cur = await conn.execute("SELECT coalesce(max(version), 0) FROM twin.schema_migrations")
     level = await cur.fetchone()
-    counts = {}
+    counts: dict[str, int | None] = {}
     for layer in cat.layers.values():
-        cur = await conn.execute(
-            sql.SQL("SELECT count(*) FROM {}").format(
-                sql.Identifier(layer.schema_name, layer.table_name)
+        try:
+            cur = await conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(
+                    sql.Identifier(layer.schema_name, layer.table_name)
+                )
             )
-        )
-        n = await cur.fetchone()
-        counts[layer.name] = int(n[0]) if n else 0
+            n = await cur.fetchone()
+            counts[layer.name] = int(n[0]) if n else 0
+        except psycopg.errors.UndefinedTable:  # being replaced or dropped right now
+            counts[layer.name] = None
     latest = migrate.available()[-1].version
     return {
         "status": "ok",
