@@ -316,7 +316,8 @@ def test_replace_never_touches_a_layer_named_like_a_staging_table(conn, tmp_path
     import_file(conn, path, layer_name="foo", mode="replace")
     assert count(conn, "foo__load") == 2 and count(conn, "foo") == 2
     leftovers = conn.execute(
-        "SELECT count(*) FROM pg_tables WHERE schemaname = 'published' AND tablename LIKE '\\_load%'"
+        "SELECT count(*) FROM pg_tables "
+        "WHERE schemaname = 'published' AND tablename LIKE '\\_load%'"
     ).fetchone()[0]
     assert leftovers == 0
 
