@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import stat
 import tempfile
@@ -82,9 +83,18 @@ def test_missing_server_names_the_packages(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root needs the unprivileged server user")
-def test_unreachable_data_dir_is_explained_when_root(tmp_path):
+def test_private_checkout_of_root_moves_the_cluster_where_postgres_can_reach(tmp_path):
+    """tmp_path's parents are private to root, like /root: the data goes to /var/lib/citytwin."""
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
-    cluster = EmbeddedPostgres(private / "twin")
-    with pytest.raises(SetupError, match="cannot reach"):
-        cluster.init()
+    cluster = EmbeddedPostgres(private / "twin", preferred_port=55499)
+    try:
+        url = cluster.start()
+        assert str(cluster.data).startswith("/var/lib/citytwin/")
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        again = EmbeddedPostgres(private / "twin")  # a later command finds it from the state
+        assert again.data == cluster.data and again.running()
+    finally:
+        cluster.stop()
+        shutil.rmtree(cluster.data.parent, ignore_errors=True)

@@ -56,9 +56,10 @@ def db_start() -> None:
             console.print("TWIN_DATABASE_URL is set: using that database, nothing to start")
             url = settings.db.database_url
         else:
+            cluster = db.embedded(settings.db)
             with console.status("starting PostgreSQL + PostGIS..."):
-                url = db.embedded(settings.db).start()
-            console.print(f"embedded PostGIS running in {settings.db.data_dir / 'pg'}")
+                url = cluster.start()
+            console.print(f"embedded PostGIS running in {cluster.data}")
         _migrate(url)
     except TwinError as exc:
         _fail(exc)

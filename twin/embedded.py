@@ -8,6 +8,7 @@ as a ``twin-pg`` system user created on first use.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pwd
@@ -125,11 +126,15 @@ class EmbeddedPostgres:
 
     def __init__(self, root: Path, preferred_port: int = 5433) -> None:
         self.root = Path(root).absolute()
-        self.data = self.root / "pg"
         self.state_file = self.root / "pg.json"
-        self.logfile = self.data / "server.log"
+        # The cluster normally lives beside its state; see init() for when it cannot.
+        self.data = Path(self._state().get("data_dir") or self.root / "pg")
         self.preferred_port = preferred_port
         self._bins: PgBinaries | None = None
+
+    @property
+    def logfile(self) -> Path:
+        return self.data / "server.log"
 
     # --- identity -------------------------------------------------------------------------
     @property
@@ -201,10 +206,16 @@ class EmbeddedPostgres:
     def init(self) -> None:
         """Create the cluster (initdb) with a random password for the superuser 'twin'."""
         self.root.mkdir(parents=True, exist_ok=True)
-        self.data.mkdir(mode=0o700, exist_ok=True)
         user = self._run_as()
+        if user is not None and not self._reachable(user):
+            self.data = self._system_location()
+        self.data.mkdir(mode=0o700, exist_ok=True)
+        if any(self.data.iterdir()):
+            raise SetupError(
+                f"{self.data} is not empty but holds no cluster of ours: remove it, or set "
+                "TWIN_DATA_DIR to another folder"
+            )
         if user is not None:
-            self._check_reachable(user)
             os.chown(self.data, user.pw_uid, user.pw_gid)
         password = secrets.token_urlsafe(24)
         # The password goes through a private file the server's user can read (initdb has no
@@ -218,7 +229,9 @@ class EmbeddedPostgres:
             self._initdb(str(pwfile))
         conf = self.data / "postgresql.conf"
         self._cmd(["sh", "-c", f"cat >> '{conf}'"], input_text=_CONF)
-        self._save_state({"port": self.preferred_port, "password": password})
+        self._save_state(
+            {"port": self.preferred_port, "password": password, "data_dir": str(self.data)}
+        )
 
     def _initdb(self, pwfile: str) -> None:
         self._cmd(
@@ -236,16 +249,28 @@ class EmbeddedPostgres:
             ]
         )
 
-    def _check_reachable(self, user: pwd.struct_passwd) -> None:
-        """The server's user must be able to walk down to the data directory."""
-        for parent in reversed(self.data.parents):
+    def _reachable(self, user: pwd.struct_passwd) -> bool:
+        """Whether the server's user can walk down to ``root/pg`` (every parent searchable)."""
+        for parent in reversed((self.root / "pg").parents):
             st = parent.stat()
-            if st.st_mode & 0o001 or st.st_uid == user.pw_uid:
-                continue
-            raise SetupError(
-                f"the '{user.pw_name}' user that runs PostgreSQL cannot reach {parent}: set "
-                "TWIN_DATA_DIR to a directory under a world-searchable path"
-            )
+            if not (st.st_mode & 0o001 or st.st_uid == user.pw_uid):
+                return False
+        return True
+
+    def _system_location(self) -> Path:
+        """Where the cluster goes when root's checkout is private (under /root, say).
+
+        PostgreSQL runs as an unprivileged user that cannot enter such a folder, so the data
+        moves to /var/lib/citytwin/<hash of the project folder>/pg; the state file in the
+        project folder records where it went.
+        """
+        base = Path("/var/lib/citytwin")
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
+        home = base / digest
+        home.mkdir(parents=True, exist_ok=True)
+        for folder in (base, home):
+            folder.chmod(0o755)
+        return home / "pg"
 
     def running(self) -> bool:
         if not (self.data / "PG_VERSION").exists():
