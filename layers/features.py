@@ -37,6 +37,7 @@ class ItemsQuery:
     properties: list[str] | None = None
     datetime: tuple[datetime | None, datetime | None] | None = None
     equals: dict[str, str] = field(default_factory=dict)
+    filter: tuple[sql.Composable, list[Any]] | None = None  # compiled CQL2 (Part 3)
 
 
 # --- parameter parsing -------------------------------------------------------------------------
@@ -178,6 +179,9 @@ def where_sql(layer: Layer, q: ItemsQuery) -> tuple[sql.Composable, list[Any]]:
     for name, value in q.equals.items():
         clauses.append(sql.SQL("{}::text = %s").format(sql.Identifier(name)))
         params.append(value)
+    if q.filter is not None:
+        clauses.append(sql.SQL("({})").format(q.filter[0]))
+        params += q.filter[1]
     if not clauses:
         return sql.SQL("TRUE"), params
     return sql.SQL(" AND ").join(clauses), params

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import geopandas as gpd
 import pandas as pd
@@ -40,8 +41,8 @@ def stations(pg_url, tmp_path_factory, client):
     return frame
 
 
-def get(client, url, status=200):
-    r = client.get(url)
+def get(client, url, status=200, params=None):
+    r = client.get(url, params=params)
     assert r.status_code == status, r.text
     return r
 
@@ -228,3 +229,55 @@ def test_odd_feature_ids_are_404(client, stations):
     for fid in ("%C2%B2", "1e3", "-1", "99999999999999999999"):
         r = client.get(f"/collections/stations/items/{fid}")
         assert r.status_code == 404, (fid, r.text)
+
+
+@pytest.mark.parametrize(
+    ("cql", "codes"),
+    [
+        ("kind = 'lamp' AND code < 'S06'", ["S01", "S03", "S05"]),
+        (
+            "code IN ('S00', 'S10') OR code LIKE 'S2%'",
+            ["S00", "S10", "S20", "S21", "S22", "S23", "S24"],
+        ),
+        (
+            f"S_INTERSECTS(geom, BBOX({HEFEI[0] - 0.0005},{HEFEI[1] - 0.0005},"
+            f"{HEFEI[0] + 0.0015},{HEFEI[1] + 0.0015}))",
+            ["S00", "S01"],
+        ),
+        ("T_BEFORE(seen, TIMESTAMP('2024-01-03T00:00:00Z'))", ["S00", "S01"]),
+    ],
+)
+def test_cql2_text_filter_selects_the_right_features(client, stations, cql, codes):
+    doc = get(client, "/collections/stations/items", params={"filter": cql, "limit": 100}).json()
+    assert [f["properties"]["code"] for f in doc["features"]] == codes
+    assert doc["numberMatched"] == len(codes)
+
+
+def test_cql2_json_filter_and_next_links_keep_it(client, stations):
+    cql = json.dumps({"op": "=", "args": [{"property": "kind"}, "bin"]})
+    r = get(
+        client,
+        "/collections/stations/items",
+        params={"filter": cql, "filter-lang": "cql2-json", "limit": 5},
+    )
+    doc = r.json()
+    assert doc["numberMatched"] == 13
+    nxt = next(link["href"] for link in doc["links"] if link["rel"] == "next")
+    page2 = get(client, nxt).json()
+    assert all(f["properties"]["kind"] == "bin" for f in page2["features"])
+
+
+@pytest.mark.parametrize(
+    ("cql", "says"),
+    [
+        ("colour = 'red'", "colour"),
+        ("kind = ", "filter"),
+        ("kind = 'x'; DROP TABLE published.stations", "filter"),
+        ("pg_sleep(10) = 1", "pg_sleep"),
+    ],
+)
+def test_bad_cql2_filters_are_400_naming_the_problem(client, stations, cql, says):
+    r = client.get("/collections/stations/items", params={"filter": cql})
+    assert r.status_code == 400, r.text
+    assert says.lower() in r.json()["message"].lower()
+    assert get(client, "/collections/stations/items").json()["numberMatched"] == N

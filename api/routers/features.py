@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from api.deps import Catalog, catalog, connection, settings
 from layers import features as feat
+from layers.cql import compile_filter
 from layers.registry import Layer
 from twin.crs import CRS84, check_output_crs, output_crs_uris, parse_crs
 from twin.errors import InvalidParameter, LimitExceeded
@@ -18,7 +19,19 @@ router = APIRouter(tags=["OGC API Features"])
 
 GEOJSON = "application/geo+json"
 MAX_OFFSET = 10**12
-_RESERVED = {"limit", "offset", "bbox", "bbox-crs", "crs", "datetime", "properties", "f"}
+_RESERVED = {
+    "limit",
+    "offset",
+    "bbox",
+    "bbox-crs",
+    "crs",
+    "datetime",
+    "properties",
+    "f",
+    "filter",
+    "filter-lang",
+    "filter-crs",
+}
 _JSON_TYPES = {
     "integer": "integer",
     "double": "number",
@@ -160,6 +173,7 @@ def _items_query(
     if properties is not None:
         names = [p.strip() for p in properties.split(",") if p.strip()]
         q.properties = feat.check_properties(layer, names)
+    q.filter = _filter(request, layer)
     for key, value in request.query_params.items():
         if key in _RESERVED:
             continue
@@ -170,6 +184,18 @@ def _items_query(
             )
         q.equals[key] = value
     return q
+
+
+def _filter(request: Request, layer: Layer) -> tuple[Any, list[Any]] | None:
+    """The CQL2 ``filter`` (Part 3), compiled with every value bound."""
+    text = request.query_params.get("filter")
+    if text is None:
+        return None
+    lang = request.query_params.get("filter-lang", "cql2-text")
+    crs = request.query_params.get("filter-crs")
+    if crs and parse_crs(crs).kind != "crs84" and parse_crs(crs).epsg != 4326:
+        raise InvalidParameter("filter-crs must be CRS84: geometries in filters are lon/lat")
+    return compile_filter(text, lang, layer)
 
 
 def _page_links(request: Request, q: feat.ItemsQuery, returned: int, matched: int) -> list[dict]:
@@ -210,6 +236,12 @@ async def items(
     crs: Annotated[str | None, Query(description="CRS of the response geometries")] = None,
     datetime: Annotated[str | None, Query(description="Instant or interval (RFC 3339)")] = None,
     properties: Annotated[str | None, Query(description="Comma-separated properties")] = None,
+    filter_: Annotated[
+        str | None, Query(alias="filter", description="CQL2 filter (OGC API Features Part 3)")
+    ] = None,
+    filter_lang: Annotated[
+        str, Query(alias="filter-lang", description="cql2-text (default) or cql2-json")
+    ] = "cql2-text",
 ) -> Response:
     layer = cat.layer(collection_id)
     q = _items_query(request, layer, cfg, limit, offset, bbox, bbox_crs, crs, datetime, properties)
