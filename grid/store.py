@@ -16,10 +16,11 @@ import numpy as np
 import psycopg
 import pyarrow as pa
 import shapely
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from grid import checks
-from grid.codes import PARENT, check_level, code_problem, parent_code
+from grid.codes import LEVELS, PARENT, check_level, code_problem, parent_code
 from layers.checks import parse_geometries
 from layers.importer import source_crs
 from layers.readers import read_source
@@ -120,15 +121,16 @@ def import_grid(
     ok &= ~wrong_type
     report.findings += _code_findings(codes, level, settings)
     parents = [parent_code(c, level, settings.grid_unit_code_width) for c in codes]
-    center = shapely.centroid(shapely.union_all(lonlat[ok])) if ok.any() else None
-    metric = checks.Metric(center.x if center is not None else 117.0)
+    # The zone of the area's middle (bounds, not a union: cells may still be invalid here).
+    west, _, east, _ = shapely.total_bounds(lonlat[ok]) if ok.any() else (117.0, 0, 117.0, 0)
+    metric = checks.Metric((west + east) / 2)
+    report.findings += checks.repair(codes, lonlat, metric) if ok.any() else []
+    ok &= np.array([g is not None and shapely.is_valid(g) for g in lonlat], dtype=bool)
     metres = lonlat.copy()
     metres[ok] = metric.to_metres(lonlat[ok])
-    report.findings += checks.repair(codes, metres, metric) if ok.any() else []
-    ok &= np.array([g is not None and shapely.is_valid(g) for g in metres], dtype=bool)
     parent_geoms = _parent_geometries(conn, level, {p for p in parents if p}, metric)
     report.findings += _parent_findings(codes, parents, parent_geoms, level)
-    tol = settings.grid_tolerance_m2
+    tol = checks.Tolerance(settings.grid_tolerance_m2, settings.grid_tolerance_ratio)
     idx = np.flatnonzero(ok)
     sub_codes = [codes[i] for i in idx]
     sub_parents = [parents[i] for i in idx]
@@ -146,9 +148,9 @@ def import_grid(
     notes = [
         _text(n) or None for n in (_column(src.attributes, NOTE_FIELDS) or [None] * len(codes))
     ]
-    final = metric.to_lonlat(metres)  # repaired cells back in lon/lat
+    final = lonlat  # the file's own vertices, repaired cells included
     with conn.transaction():
-        report.retired = _retire(conn, level, sorted({p for p in parents if p}) or None)
+        report.retired = _retire(conn, level, codes, sorted({p for p in parents if p}))
         _insert(conn, level, codes, names, parents, final, metres, valid_from, notes, path.name)
         register_level(conn, level)
     report.cells = len(codes)
@@ -220,13 +222,14 @@ def _dates(attributes: pa.Table, n: int) -> list[dt.date]:
     return out
 
 
-def _retire(conn: psycopg.Connection, level: str, parents: list[str] | None) -> int:
-    """End the current cells this import replaces: the level under the same parents."""
+def _retire(conn: psycopg.Connection, level: str, codes: list[str], parents: list[str]) -> int:
+    """End the current cells this import replaces: the same codes, and for levels below the
+    district every cell under the parents the file covers (the file is their whole level)."""
     cur = conn.execute(
         "UPDATE twin.grid_cells SET valid_to = current_date, version = version + 1, "
         "updated_at = now() WHERE level = %s AND valid_to IS NULL "
-        "AND (%s::text[] IS NULL OR parent_code = ANY(%s))",
-        (level, parents, parents),
+        "AND (code = ANY(%s) OR parent_code = ANY(%s))",
+        (level, codes, parents),
     )
     return cur.rowcount
 
@@ -254,8 +257,29 @@ def _insert(conn, level, codes, names, parents, lonlat, metres, valid_from, note
             )
 
 
+def import_grid_folder(
+    conn: psycopg.Connection, folder: Path, settings: GridSettings
+) -> list[GridImport]:
+    """grid_district.gpkg ... grid_unit.gpkg of a folder, parents first (the demo's path)."""
+    reports = []
+    for level in LEVELS:
+        path = folder / f"grid_{level}.gpkg"
+        if path.exists():
+            reports.append(import_grid(conn, path, level, settings))
+    return reports
+
+
 def register_level(conn: psycopg.Connection, level: str) -> None:
-    """Publish the level's view as a collection (grid_district ... grid_unit)."""
+    """Publish the level's view as a collection (grid_district ... grid_unit).
+
+    A published file layer of the same name (an older import of the same file) gives way.
+    """
+    old = conn.execute(
+        "SELECT schema_name, table_name FROM twin.layers WHERE name = %s AND schema_name <> 'twin'",
+        (f"grid_{level}",),
+    ).fetchone()
+    if old is not None:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(old[0], old[1])))
     count, *bbox = conn.execute(
         "SELECT count, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
         "(SELECT count(*), ST_Extent(geom) AS e FROM twin.grid_cells "

@@ -362,17 +362,16 @@ def demo(
 
 def _load_sample_grid(conn, folder: Path, settings: Settings) -> None:
     """The sample grid goes into the grid tables, level by level, parents first."""
-    from grid.codes import LEVELS
-    from grid.store import import_grid
+    from grid.store import import_grid_folder
     from layers.registry import find_layer
 
-    for level in LEVELS:
-        path = folder / f"grid_{level}.gpkg"
-        existing = find_layer(conn, f"grid_{level}")
-        if not path.exists() or (existing is not None and existing.schema_name == "twin"):
-            continue
-        report = import_grid(conn, path, level, settings.grid)
-        console.print(f"imported {path.name} into the grid: {report.cells:,} {level} cells")
+    loaded = find_layer(conn, "grid_unit")
+    if loaded is not None and loaded.schema_name == "twin":
+        return
+    for report in import_grid_folder(conn, folder, settings.grid):
+        console.print(
+            f"imported {report.file} into the grid: {report.cells:,} {report.level} cells"
+        )
 
 
 def main() -> None:  # pragma: no cover
