@@ -96,18 +96,26 @@ def repair(codes: list[str], lonlat: np.ndarray, metric: Metric) -> list[Finding
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Slivers below ``m2``, or below ``ratio`` of the area they belong to, are not findings.
+    """Which slivers are noise: smaller than ``m2``, or thinner than ``width_m`` on average.
 
     Edges that are straight in one CRS curve slightly in another, so two sources of the same
-    boundary part by a few square metres per kilometre; the ratio keeps that noise out of the
-    report for large cells while a unit grid still gets the absolute bound.
+    boundary part by thin slivers (a few centimetres wide, tens of square metres along a
+    district's edge). A real gap or overlap is wide; its mean width 2·area/perimeter tells it
+    apart whatever its length.
     """
 
     m2: float
-    ratio: float
+    width_m: float
 
-    def exceeded(self, area: float, of_area: float) -> bool:
-        return area > max(self.m2, self.ratio * of_area)
+    def significant(self, geom: shapely.Geometry) -> float:
+        """Total area of the parts of ``geom`` that are not noise."""
+        total = 0.0
+        for part in shapely.get_parts(geom):
+            area = float(shapely.area(part))
+            perimeter = float(shapely.length(part)) or 1.0
+            if area > self.m2 and 2 * area / perimeter > self.width_m:
+                total += area
+        return total
 
 
 def outside_parent(
@@ -123,8 +131,8 @@ def outside_parent(
         if parent is None or parent not in parent_geoms:
             continue
         outside = shapely.difference(geom, parent_geoms[parent])
-        area = float(shapely.area(outside))
-        if tolerance.exceeded(area, float(shapely.area(parent_geoms[parent]))):
+        area = tolerance.significant(outside)
+        if area:
             lon, lat = where(metric, outside)
             findings.append(
                 Finding(
@@ -148,9 +156,8 @@ def overlaps(
     findings = []
     for i, j in zip(left[pairs], right[pairs], strict=True):
         shared = shapely.intersection(geoms_m[i], geoms_m[j])
-        area = float(shapely.area(shared))
-        smaller = float(min(shapely.area(geoms_m[i]), shapely.area(geoms_m[j])))
-        if tolerance.exceeded(area, smaller):
+        area = tolerance.significant(shared)
+        if area:
             lon, lat = where(metric, shared)
             findings.append(
                 Finding(
@@ -183,10 +190,9 @@ def gaps(
         if parent not in parent_geoms:
             continue
         hole = shapely.difference(parent_geoms[parent], shapely.union_all(geoms_m[idx]))
-        parent_area = float(shapely.area(parent_geoms[parent]))
         for part in shapely.get_parts(hole):
-            area = float(shapely.area(part))
-            if tolerance.exceeded(area, parent_area):
+            area = tolerance.significant(part)
+            if area:
                 lon, lat = where(metric, part)
                 findings.append(
                     Finding(

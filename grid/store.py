@@ -130,7 +130,7 @@ def import_grid(
     metres[ok] = metric.to_metres(lonlat[ok])
     parent_geoms = _parent_geometries(conn, level, {p for p in parents if p}, metric)
     report.findings += _parent_findings(codes, parents, parent_geoms, level)
-    tol = checks.Tolerance(settings.grid_tolerance_m2, settings.grid_tolerance_ratio)
+    tol = checks.Tolerance(settings.grid_tolerance_m2, settings.grid_sliver_width_m)
     idx = np.flatnonzero(ok)
     sub_codes = [codes[i] for i in idx]
     sub_parents = [parents[i] for i in idx]

@@ -68,8 +68,8 @@ class GridSettings(BaseSettings):
     grid_tolerance_m2: float = Field(
         default=1.0, ge=0, description="Gaps, overlaps and overhangs smaller than this are ignored"
     )
-    grid_tolerance_ratio: float = Field(
-        default=1e-5, ge=0, description="...or smaller than this fraction of the parent's area"
+    grid_sliver_width_m: float = Field(
+        default=0.5, ge=0, description="...or thinner than this on average (CRS edge noise)"
     )
     locate_max_points: int = Field(default=2_000_000, ge=1)
 

@@ -1,0 +1,174 @@
+"""Point-to-grid location: citytwin's POST /grid/locate against geopandas' sjoin.
+
+Both sides get the same CSV of points (default 1,000,000) over the sample city's unit grid and
+write a CSV with each point's unit-grid code; I/O is included on both sides:
+
+- citytwin: the CSV is sent to a running `twin serve` (started here on a free port) and the
+  streamed CSV answer is written to disk;
+- geopandas: the CSV is read with pandas, the grid is read from the same PostGIS with
+  read_postgis, `sjoin(predicate="intersects")` pairs them, and the result is written to disk.
+
+Runs alternate over --repeat rounds; medians and the ratio are printed, and the two answers
+are compared point by point.
+
+    .venv/bin/python bench/locate_bench.py [--points 1000000] [--scale 1] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import geopandas as gpd
+import httpx
+import numpy as np
+import pandas as pd
+import psycopg
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "bench" / "out"
+TWIN = str(Path(sys.executable).with_name("twin"))
+console = Console()
+
+
+def database_url() -> str:
+    return subprocess.run([TWIN, "db", "url"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def ensure_city(scale: float, url: str) -> Path:
+    """The sample city at this scale, with its grid in the grid tables."""
+    from grid.store import import_grid_folder
+    from sample_data import generate
+    from twin.settings import GridSettings
+
+    folder = OUT / f"city-scale{scale:g}"
+    if not (folder / "manifest.json").exists():
+        console.print(f"generating the sample city at scale {scale:g}...")
+        generate(folder, seed=42, scale=scale)
+    with psycopg.connect(url) as conn:
+        import_grid_folder(conn, folder, GridSettings())
+    return folder
+
+
+def ensure_points(n: int, folder: Path) -> Path:
+    path = OUT / f"locate_points_{n}.csv"
+    if path.exists():
+        return path
+    bounds = gpd.read_file(folder / "grid_unit.gpkg").total_bounds
+    rng = np.random.default_rng(20241122)
+    # 95% inside the grid's extent, 5% around it (outside every cell)
+    lon = rng.uniform(bounds[0] - 0.002, bounds[2] + 0.002, n)
+    lat = rng.uniform(bounds[1] - 0.002, bounds[3] + 0.002, n)
+    pd.DataFrame({"id": np.arange(n), "lon": lon.round(7), "lat": lat.round(7)}).to_csv(
+        path, index=False
+    )
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(url: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "TWIN_DATABASE_URL": url}
+    proc = subprocess.Popen([TWIN, "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the server did not start")
+
+
+def run_twin(base: str, points: Path, out: Path) -> float:
+    start = time.perf_counter()
+    with points.open("rb") as body, httpx.stream(
+        "POST", f"{base}/grid/locate", content=body, headers={"Content-Type": "text/csv"},
+        timeout=600,
+    ) as r, out.open("wb") as sink:
+        r.raise_for_status()
+        for chunk in r.iter_bytes():
+            sink.write(chunk)
+    return time.perf_counter() - start
+
+
+def run_geopandas(url: str, points: Path, out: Path) -> float:
+    start = time.perf_counter()
+    frame = pd.read_csv(points)
+    pts = gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(frame.lon, frame.lat), crs=4326)
+    with psycopg.connect(url) as conn:
+        cells = gpd.read_postgis(
+            "SELECT code AS unit_code, geom FROM twin.grid_cells "
+            "WHERE level = 'unit' AND valid_to IS NULL", conn, geom_col="geom",
+        )
+    joined = gpd.sjoin(pts, cells, how="left", predicate="intersects")
+    joined = joined[~joined.index.duplicated(keep="first")]  # points on shared edges
+    joined[["id", "lon", "lat", "unit_code"]].to_csv(out, index=False)
+    return time.perf_counter() - start
+
+
+def agreement(ours: Path, theirs: Path) -> float:
+    a = pd.read_csv(ours, dtype={"unit_code": str}).set_index("id")["unit_code"].fillna("")
+    b = pd.read_csv(theirs, dtype={"unit_code": str}).set_index("id")["unit_code"].fillna("")
+    return float((a.sort_index() == b.sort_index()).mean())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    url = database_url()
+    folder = ensure_city(args.scale, url)
+    points = ensure_points(args.points, folder)
+    cells = gpd.read_file(folder / "grid_unit.gpkg").shape[0]
+    console.print(f"{args.points:,} points, {cells:,} unit cells (scale {args.scale:g})")
+    server, base = start_server(url)
+    times: dict[str, list[float]] = {"citytwin": [], "geopandas sjoin": []}
+    try:
+        for i in range(args.repeat):
+            order = ["citytwin", "geopandas sjoin"] if i % 2 == 0 else ["geopandas sjoin",
+                                                                         "citytwin"]
+            for tool in order:
+                out = OUT / f"located_{tool.split()[0]}.csv"
+                t = run_twin(base, points, out) if tool == "citytwin" else run_geopandas(
+                    url, points, out)
+                times[tool].append(t)
+                console.print(f"run {i + 1} {tool:16} {t:6.2f} s  {args.points / t:12,.0f} points/s")
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    same = agreement(OUT / "located_citytwin.csv", OUT / "located_geopandas.csv")
+    table = Table(title=f"locate {args.points:,} points (I/O included)")
+    for col in ("tool", "median s", "points/s"):
+        table.add_column(col, justify="right" if col != "tool" else "left")
+    med = {tool: statistics.median(ts) for tool, ts in times.items()}
+    for tool, m in med.items():
+        table.add_row(tool, f"{m:.2f}", f"{args.points / m:,.0f}")
+    console.print(table)
+    ratio = med["geopandas sjoin"] / med["citytwin"]
+    console.print(f"citytwin/geopandas rate ratio = {ratio:.2f}x ({args.repeat} runs each); "
+                  f"answers agree on {same:.4%} of points")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
