@@ -6,7 +6,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test system venv viewer lint bench-import clean
+.PHONY: demo test system venv viewer lint bench-import bench-locate clean
 
 system:
 	@scripts/ensure-system
@@ -42,6 +42,10 @@ lint: venv
 bench-import: venv
 	@scripts/ensure-system --bench
 	$(BIN)/python bench/import_bench.py
+
+bench-locate: venv
+	@scripts/ensure-system --bench
+	$(BIN)/python bench/locate_bench.py
 
 clean:
 	-$(BIN)/twin db stop

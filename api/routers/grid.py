@@ -119,19 +119,20 @@ async def _locate_csv(
 ) -> AsyncIterator[bytes]:
     """Answer the CSV block by block (about 4 MB each), each as soon as it is located."""
     header: list[str] | None = None
-    pending = b""
+    pending = bytearray()
     for piece in chunks:
-        pending += piece
+        pending += piece  # bytearray: appends in place, no copy of what came before
         if len(pending) < CHUNK_BYTES:
             continue
         cut = pending.rfind(b"\n") + 1
         if cut == 0:
             continue
-        block, pending = pending[:cut], pending[cut:]
+        block = bytes(pending[:cut])
+        del pending[:cut]
         out, header = _locate_block(block, header, index, crs)
         yield out
     if pending.strip():
-        out, header = _locate_block(pending, header, index, crs)
+        out, header = _locate_block(bytes(pending), header, index, crs)
         yield out
     elif header is None:
         yield b"status\n"
