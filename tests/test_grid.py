@@ -288,3 +288,18 @@ def test_stats_geojson_is_a_choropleth_with_zero_cells(client, city):
 def test_stats_bad_requests(client, city, url, says):
     r = client.get(url)
     assert r.status_code in (400, 404) and says in r.json()["message"]
+
+
+def test_locate_gives_h3_and_beidou_keys_and_their_cells(client, city):
+    doc = client.get("/grid/locate?lon=117.2272&lat=31.8206&beidou_level=1").json()
+    assert doc["beidou"] == "N50H" and doc["inside"] is False
+    cell = client.get(f"/grid/h3/{doc['h3']}").json()
+    from shapely.geometry import Point, shape
+
+    assert shape(cell["geometry"]).contains(Point(117.2272, 31.8206))
+    code = client.get("/grid/locate?lon=117.2272&lat=31.8206").json()["beidou"]
+    assert len(code) == 14  # level 7
+    box_ = shape(client.get(f"/grid/beidou/{code}").json()["geometry"])
+    assert box_.contains(Point(117.2272, 31.8206))
+    assert client.get("/grid/beidou/N50Z").status_code == 400
+    assert client.get("/grid/h3/nothex").status_code == 400

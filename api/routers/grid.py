@@ -15,7 +15,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from api.deps import Catalog, catalog, connection
+from grid import discrete
 from grid import stats as grid_stats_mod
+from grid.beidou import level_of
 from grid.locate import (
     INDEX_SQL,
     LEVEL_KEYS,
@@ -64,6 +66,8 @@ async def locate_one(
     lon: Annotated[float, Query(description="Longitude (or x in crs)")],
     lat: Annotated[float, Query(description="Latitude (or y in crs)")],
     crs: Annotated[str | None, Query(description="CRS of lon/lat: EPSG code or gcj02")] = None,
+    h3_resolution: Annotated[int, Query(ge=0, le=15, description="H3 resolution")] = 10,
+    beidou_level: Annotated[int, Query(ge=1, le=10, description="Beidou code level")] = 7,
 ) -> dict:
     x, y = _to_lonlat(np.array([lon]), np.array([lat]), crs)
     check_coordinates(x, y)
@@ -74,7 +78,34 @@ async def locate_one(
     for level in LEVEL_KEYS:
         code = codes[level][0]
         out[level] = {"code": code, "name": index.names.get(code, "")} if code else None
+    # Discrete global grids as alternate keys of the same place.
+    out["h3"] = discrete.h3_cell(float(x[0]), float(y[0]), h3_resolution)
+    out["beidou"] = discrete.beidou_code(float(x[0]), float(y[0]), beidou_level)
     return out
+
+
+@router.get("/h3/{cell}", summary="An H3 cell as a GeoJSON polygon")
+async def h3_cell(cell: str) -> Response:
+    geom = discrete.h3_polygon(cell)
+    return _feature(cell, geom, {"h3": cell})
+
+
+@router.get("/beidou/{code}", summary="A Beidou grid location code (GB/T 39409) as a polygon")
+async def beidou_cell(code: str) -> Response:
+    geom = discrete.beidou_polygon(code)
+    return _feature(code.upper(), geom, {"beidou": code.upper(), "level": level_of(code)})
+
+
+def _feature(fid: str, geom: Any, props: dict) -> Response:
+    import shapely
+
+    doc = {
+        "type": "Feature",
+        "id": fid,
+        "properties": props,
+        "geometry": json.loads(shapely.to_geojson(geom)),
+    }
+    return Response(json.dumps(doc), media_type="application/geo+json")
 
 
 @router.post(
