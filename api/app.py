@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="City digital twin: OGC API Features, vector tiles and a one-map viewer",
         openapi_url="/api",
-        docs_url="/api.html",
+        docs_url=None,  # /api.html is served offline by the viewer router
         redoc_url=None,
         lifespan=lifespan,
     )

@@ -29,3 +29,10 @@ def test_viewer_files_cannot_be_escaped(client):
     assert client.get("/viewer/static/..%2Fapp.py").status_code == 404
     assert client.get("/viewer/static/%2E%2E%2F%2E%2E%2Fapp.py").status_code == 404
     assert client.get("/viewer/vendor/package.json").status_code == 404
+
+
+def test_api_docs_page_loads_swagger_from_this_server(client):
+    page = client.get("/api.html").text
+    assert "/viewer/vendor/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
+    assert client.get("/viewer/vendor/swagger-ui-bundle.js").status_code == 200
+    assert client.get("/viewer/vendor/swagger-ui.css").status_code == 200

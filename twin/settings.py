@@ -41,7 +41,7 @@ class ApiSettings(BaseSettings):
     items_max_limit: int = Field(default=10_000, ge=1)
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
     viewer_assets: Path | None = Field(
-        default=None, description="Folder with maplibre-gl.js/.css (default: node_modules)"
+        default=None, description="node_modules with maplibre-gl and swagger-ui-dist"
     )
 
 

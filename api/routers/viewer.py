@@ -17,7 +17,13 @@ from twin.settings import Settings
 
 router = APIRouter(tags=["Viewer"], include_in_schema=False)
 
-_VENDOR = {"maplibre-gl.js": "application/javascript", "maplibre-gl.css": "text/css"}
+# name → (npm package, file in it, media type): the only third-party files served.
+_VENDOR = {
+    "maplibre-gl.js": ("maplibre-gl", "dist/maplibre-gl.js", "application/javascript"),
+    "maplibre-gl.css": ("maplibre-gl", "dist/maplibre-gl.css", "text/css"),
+    "swagger-ui-bundle.js": ("swagger-ui-dist", "swagger-ui-bundle.js", "application/javascript"),
+    "swagger-ui.css": ("swagger-ui-dist", "swagger-ui.css", "text/css"),
+}
 _STATIC = {".js": "application/javascript", ".css": "text/css", ".html": "text/html"}
 
 
@@ -30,18 +36,18 @@ def viewer_page() -> str:
     return (_static_dir() / "index.html").read_text(encoding="utf-8")
 
 
-def maplibre_dir(cfg: Settings) -> Path:
-    """Where maplibre-gl's dist files are: a setting, or node_modules beside the project."""
+def node_modules(cfg: Settings) -> Path:
+    """The npm packages the set-up installed: beside the project, or TWIN_VIEWER_ASSETS."""
     if cfg.api.viewer_assets:
         return cfg.api.viewer_assets
     here = Path(__file__).resolve()
     for parent in here.parents:
-        candidate = parent / "node_modules" / "maplibre-gl" / "dist"
-        if candidate.is_dir():
+        candidate = parent / "node_modules"
+        if (candidate / "maplibre-gl").is_dir():
             return candidate
     raise SetupError(
-        "MapLibre is not installed: run 'npm ci' in the project folder (make demo does it) or "
-        "set TWIN_VIEWER_ASSETS to a folder holding maplibre-gl.js and maplibre-gl.css"
+        "the viewer's npm packages are not installed: run 'npm ci' in the project folder "
+        "(make demo does it) or set TWIN_VIEWER_ASSETS to a node_modules folder"
     )
 
 
@@ -56,7 +62,22 @@ async def vendor(
 ) -> FileResponse:
     if name not in _VENDOR:
         raise NotFound(f"no viewer asset {name!r}")
-    return FileResponse(maplibre_dir(cfg) / name, media_type=_VENDOR[name])
+    package, file, media = _VENDOR[name]
+    return FileResponse(node_modules(cfg) / package / file, media_type=media)
+
+
+@router.get("/api.html")
+async def api_docs() -> HTMLResponse:
+    """Swagger UI for /api, served from our own npm install (no CDN)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    return get_swagger_ui_html(
+        openapi_url="/api",
+        title="citytwin API",
+        swagger_js_url="/viewer/vendor/swagger-ui-bundle.js",
+        swagger_css_url="/viewer/vendor/swagger-ui.css",
+        swagger_favicon_url="data:,",
+    )
 
 
 @router.get("/viewer/static/{name}")
