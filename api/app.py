@@ -12,7 +12,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from api import errors
 from api.deps import Catalog
-from api.routers import features, grid, landing, tiles, viewer
+from api.routers import edit, features, grid, landing, tiles, viewer
 from twin import db
 from twin.settings import Settings
 
@@ -50,11 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.api.cors_origins,
-        allow_methods=["GET", "HEAD", "OPTIONS", "POST"],
+        allow_methods=["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"],
         allow_headers=["*"],
         expose_headers=["ETag", "Content-Crs"],
     )
-    for module in (landing, features, tiles, grid, viewer):
+    for module in (landing, features, edit, tiles, grid, viewer):
         app.include_router(module.router)
     _document_limits(app, settings)
     return app

@@ -22,6 +22,9 @@ STATUS: dict[type[errors.TwinError], int] = {
     errors.LimitExceeded: 400,
     errors.InvalidData: 422,
     errors.Conflict: 409,
+    errors.PreconditionFailed: 412,
+    errors.PreconditionRequired: 428,
+    errors.ReadOnly: 405,
     errors.DatabaseUnavailable: 503,
     errors.SetupError: 503,
 }

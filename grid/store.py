@@ -281,9 +281,9 @@ def register_level(conn: psycopg.Connection, level: str) -> None:
     if old is not None:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(old[0], old[1])))
     count, *bbox = conn.execute(
-        "SELECT count, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
-        "(SELECT count(*), ST_Extent(geom) AS e FROM twin.grid_cells "
-        " WHERE level = %s AND valid_to IS NULL) s",
+        "SELECT count(*), ST_XMin(ST_Extent(geom)), ST_YMin(ST_Extent(geom)), "
+        "ST_XMax(ST_Extent(geom)), ST_YMax(ST_Extent(geom)) FROM twin.grid_cells "
+        "WHERE level = %s AND valid_to IS NULL",
         (level,),
     ).fetchone() or (0, None)
     titles = {

@@ -11,12 +11,14 @@ import os
 import secrets
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from layers.components.classes import sync_classes
 from twin import migrate
 from twin.embedded import EmbeddedPostgres
 from twin.settings import ApiSettings, DatabaseSettings, Settings, TileSettings
@@ -41,9 +43,9 @@ def server_url() -> Iterator[str]:
         cluster.stop()
 
 
-@pytest.fixture(scope="session")
-def pg_url(server_url: str) -> Iterator[str]:
-    """A fresh, migrated database for this test session."""
+@contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """A new, migrated database with the component classes; dropped afterwards."""
     name = f"twin_test_{secrets.token_hex(4)}"
     base, _, _ = server_url.rpartition("/")
     with psycopg.connect(server_url, autocommit=True) as admin:
@@ -51,11 +53,35 @@ def pg_url(server_url: str) -> Iterator[str]:
     url = f"{base}/{name}"
     with psycopg.connect(url) as conn:
         migrate.migrate(conn)
+        sync_classes(conn)
     try:
         yield url
     finally:
         with psycopg.connect(server_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def settings_for(url: str) -> Settings:
+    return Settings(
+        db=DatabaseSettings(database_url=url, data_dir=Path(".twin-unused")),
+        api=ApiSettings(items_max_limit=1000),
+        tiles=TileSettings(),
+    )
+
+
+@contextmanager
+def app_client(settings: Settings) -> Iterator[TestClient]:
+    from api.app import create_app
+
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def pg_url(server_url: str) -> Iterator[str]:
+    """A fresh, migrated database for this test session (modules may take their own)."""
+    with fresh_database(server_url) as url:
+        yield url
 
 
 @pytest.fixture
@@ -66,18 +92,12 @@ def conn(pg_url: str) -> Iterator[psycopg.Connection]:
 
 @pytest.fixture(scope="session")
 def settings(pg_url: str) -> Settings:
-    return Settings(
-        db=DatabaseSettings(database_url=pg_url, data_dir=Path(".twin-unused")),
-        api=ApiSettings(items_max_limit=1000),
-        tiles=TileSettings(),
-    )
+    return settings_for(pg_url)
 
 
 @pytest.fixture(scope="session")
 def client(settings: Settings) -> Iterator[TestClient]:
-    from api.app import create_app
-
-    with TestClient(create_app(settings)) as c:
+    with app_client(settings) as c:
         yield c
 
 

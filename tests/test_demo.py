@@ -8,11 +8,13 @@ import math
 import mapbox_vector_tile
 import psycopg
 import pytest
+from conftest import app_client, fresh_database, settings_for
 
 from grid.store import import_grid_folder
 from layers.batch import import_folder
+from layers.components.importer import import_components
 from sample_data import generate
-from twin.settings import GridSettings
+from twin.settings import ComponentSettings, GridSettings
 
 EXPECTED = {
     "boundary",
@@ -36,6 +38,19 @@ EXPECTED = {
 }
 
 
+# The demo's counts are checked against its manifest: it gets a database of its own.
+@pytest.fixture(scope="module")
+def pg_url(server_url):
+    with fresh_database(server_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(pg_url):
+    with app_client(settings_for(pg_url)) as c:
+        yield c
+
+
 @pytest.fixture(scope="module")
 def city(pg_url, tmp_path_factory, client):
     folder = tmp_path_factory.mktemp("city")
@@ -43,21 +58,32 @@ def city(pg_url, tmp_path_factory, client):
     with psycopg.connect(pg_url) as conn:
         grids = import_grid_folder(conn, folder, GridSettings())
         conn.commit()
-        reports = import_folder(conn, folder, skip=lambda p: p.stem.startswith("grid_"))
+        parts = import_components(
+            conn, folder / "components.gpkg", ComponentSettings(), mode="replace"
+        )
+        conn.commit()
+        reports = import_folder(
+            conn, folder, skip=lambda p: p.stem.startswith("grid_") or p.stem == "components"
+        )
         again = import_folder(conn, folder, only_new=True)
     client.app.state.catalog._loaded_at = 0
-    return folder, summary, reports + grids, again
+    return folder, summary, reports + grids + [parts], again
 
 
 def test_every_sample_file_is_published(city):
     folder, summary, reports, again = city
-    names = {getattr(r, "layer", None) or f"grid_{r.level}" for r in reports}
+    names = {
+        getattr(r, "layer", None) or (f"grid_{r.level}" if hasattr(r, "level") else "components")
+        for r in reports
+    }
     assert names == EXPECTED
     assert again == []  # a restarted demo does not import twice
     for r in reports:
-        if hasattr(r, "bad_rows"):
+        if hasattr(r, "layer"):
             assert r.loaded == summary[f"{r.layer}.gpkg"], r.layer
             assert not r.bad_rows
+        elif not hasattr(r, "level"):
+            assert r.loaded == summary["components.gpkg"] and not r.bad_rows
         else:
             assert r.cells == summary[f"grid_{r.level}.gpkg"] and not r.fatal
 

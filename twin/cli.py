@@ -122,9 +122,14 @@ def db_migrate() -> None:
 
 
 def _migrate(url: str) -> None:
+    from layers.components.classes import sync_classes
+
+    settings = Settings().components
     with db.connect(url) as conn:
         ran = migrate.migrate(conn)
         lvl = migrate.level(conn)
+        # Component classes are data (the standard's and any local extension file).
+        sync_classes(conn, settings.component_classes_file, width=settings.component_code_width)
     for m in ran:
         console.print(f"applied migration {m.version:04d} {m.name}")
     console.print(f"schema at migration level {lvl}" + ("" if ran else " (nothing to do)"))
@@ -372,6 +377,19 @@ def _load_sample_grid(conn, folder: Path, settings: Settings) -> None:
         console.print(
             f"imported {report.file} into the grid: {report.cells:,} {report.level} cells"
         )
+
+
+def _load_sample_components(conn, folder: Path, settings: Settings) -> None:
+    """The sample components go into the components table, with their GB/T 30428.2 codes."""
+    from layers.components.importer import import_components
+    from layers.registry import find_layer
+
+    path = folder / "components.gpkg"
+    loaded = find_layer(conn, "components")
+    if not path.exists() or (loaded is not None and loaded.schema_name == "twin"):
+        return
+    report = import_components(conn, path, settings.components)
+    console.print(f"components: {report.loaded:,} from {path.name}")
 
 
 def main() -> None:  # pragma: no cover

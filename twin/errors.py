@@ -38,6 +38,20 @@ class Conflict(TwinError):
     code = "conflict"
 
 
+class PreconditionFailed(TwinError):
+    """An edit made against a version that is no longer current (a stale ETag)."""
+
+    code = "stale-version"
+
+
+class PreconditionRequired(TwinError):
+    code = "if-match-required"
+
+
+class ReadOnly(TwinError):
+    code = "read-only"
+
+
 class InvalidData(TwinError):
     """A file or payload whose content cannot be loaded (the import report says why)."""
 

@@ -74,6 +74,23 @@ class GridSettings(BaseSettings):
     locate_max_points: int = Field(default=2_000_000, ge=1)
 
 
+class ComponentSettings(BaseSettings):
+    """City management components (GB/T 30428.2)."""
+
+    model_config = _CONFIG
+
+    component_code_width: Literal[16, 17] = Field(
+        default=16, description="16 digits (2-digit minor class) or 17 (3-digit, newer series)"
+    )
+    component_classes_file: Path | None = Field(
+        default=None,
+        description="A local CSV of extension classes (扩展部件) added to the standard",
+    )
+    district_code: str | None = Field(
+        default=None, description="District for codes of components outside every unit grid"
+    )
+
+
 class Settings(BaseSettings):
     """Everything, grouped by concern."""
 
@@ -83,3 +100,4 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     tiles: TileSettings = Field(default_factory=TileSettings)
     grid: GridSettings = Field(default_factory=GridSettings)
+    components: ComponentSettings = Field(default_factory=ComponentSettings)

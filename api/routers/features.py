@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import psycopg
@@ -294,4 +295,9 @@ async def item(
         },
     ]
     body = body[:-1] + ',"links":' + feat.dumps(links) + "}"
-    return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{out_crs.uri}>"})
+    headers = {"Content-Crs": f"<{out_crs.uri}>"}
+    if "version" in layer.field_names:  # editable: the version is the ETag for If-Match
+        version = json.loads(body)["properties"].get("version")
+        if version is not None:
+            headers["ETag"] = f'"{version}"'
+    return Response(body, media_type=GEOJSON, headers=headers)

@@ -1,0 +1,334 @@
+"""Editing components (OGC API Features Part 4) with versions, history and soft delete.
+
+Every change is an UPDATE guarded by the version the client last read (its ETag): a stale
+version changes nothing and is refused. The table's trigger keeps each replaced state in
+``twin.components_history`` and bumps the version, so any prior state can be restored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import shapely
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from twin.errors import Conflict, InvalidData, NotFound, PreconditionFailed, PreconditionRequired
+from twin.settings import ComponentSettings
+
+STATUSES = ("完好", "破损", "丢失", "废弃", "移除")
+TEXT_FIELDS = (
+    "name",
+    "dept_code",
+    "dept_name",
+    "owner_code",
+    "owner_name",
+    "maint_code",
+    "maint_name",
+    "source",
+    "note",
+)
+DATE_FIELDS = ("init_date", "change_date")
+READ_ONLY = ("fid", "major", "class_name", "unit_grid", "version")
+_CODE = re.compile(r"^[0-9]{16,17}$")
+
+
+@dataclass
+class Change:
+    """Validated column values of a create, replace or patch."""
+
+    values: dict[str, Any]
+    geom: str | None  # GeoJSON text of the point, lon/lat
+
+
+def parse_version(if_match: str | None) -> int:
+    """The version in an If-Match header ("3" or W/"3"); editing without one is refused."""
+    if not if_match:
+        raise PreconditionRequired(
+            "send If-Match with the ETag of the component you read (GET .../items/{id}), so "
+            "an edit never overwrites a change you have not seen"
+        )
+    digits = if_match.strip().removeprefix("W/").strip('"')
+    if not digits.isdigit():
+        raise PreconditionFailed(f"If-Match {if_match!r} is not an ETag of this collection")
+    return int(digits)
+
+
+def parse_feature(feature: Any, *, partial: bool) -> Change:
+    """Check a GeoJSON Feature (or the changed part of one, for PATCH)."""
+    if not isinstance(feature, dict) or feature.get("type", "Feature") != "Feature":
+        raise InvalidData("send a GeoJSON Feature with a Point geometry and properties")
+    props = feature.get("properties") or {}
+    if not isinstance(props, dict):
+        raise InvalidData("properties must be a JSON object")
+    values: dict[str, Any] = {}
+    extra = {
+        k: v
+        for k, v in props.items()
+        if k
+        not in (
+            *TEXT_FIELDS,
+            *DATE_FIELDS,
+            "code",
+            "class_code",
+            "status",
+            "attributes",
+            *READ_ONLY,
+        )
+    }
+    for key in TEXT_FIELDS:
+        if key in props:
+            values[key] = None if props[key] is None else str(props[key])
+    for key in DATE_FIELDS:
+        if key in props:
+            values[key] = _date(key, props[key])
+    if "status" in props or not partial:
+        status = props.get("status", "完好")
+        if status not in STATUSES:
+            raise InvalidData(f"status {status!r} is unknown; use one of {', '.join(STATUSES)}")
+        values["status"] = status
+    for key in ("code", "class_code"):
+        if key in props and props[key] is not None:
+            values[key] = str(props[key])
+    attributes = props.get("attributes", {})
+    if not isinstance(attributes, dict):
+        raise InvalidData("attributes must be a JSON object")
+    if attributes or extra or not partial:
+        values["attributes"] = Jsonb({**extra, **attributes})
+    geom = _point(feature.get("geometry"), required=not partial)
+    return Change(values, geom)
+
+
+def _date(key: str, value: Any) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise InvalidData(f"{key} {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _point(geometry: Any, *, required: bool) -> str | None:
+    if geometry is None:
+        if required:
+            raise InvalidData("a component needs a Point geometry (lon, lat)")
+        return None
+    try:
+        shape = shapely.from_geojson(json.dumps(geometry))
+    except (shapely.errors.GEOSException, TypeError, ValueError):
+        raise InvalidData("geometry is not valid GeoJSON") from None
+    if shape.geom_type != "Point" or shape.is_empty:
+        raise InvalidData(f"a component is a Point, not a {shape.geom_type}")
+    if not (-180 <= shape.x <= 180 and -90 <= shape.y <= 90):
+        raise InvalidData("coordinates must be longitude, latitude (CRS84)")
+    return str(shapely.to_geojson(shape))
+
+
+async def _scalar(conn: psycopg.AsyncConnection, query: Any, params: list) -> Any:
+    cur = await conn.execute(query, params)
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+async def _check_code(
+    conn: psycopg.AsyncConnection, values: dict[str, Any], settings: ComponentSettings
+) -> None:
+    """class_code and code agree, the class exists, the code has the configured width."""
+    width = settings.component_code_width
+    code = values.get("code")
+    if code is not None:
+        if not _CODE.match(code) or len(code) != width:
+            raise InvalidData(
+                f"code {code!r} must have {width} digits: 6 district + class + 6 sequence"
+            )
+        from_code = code[6:-6]
+        if values.setdefault("class_code", from_code) != from_code:
+            raise InvalidData(f"code {code} is of class {from_code}, not {values['class_code']}")
+    if "class_code" in values:
+        known = await _scalar(
+            conn,
+            "SELECT 1 FROM twin.component_classes WHERE class_code = %s",
+            [values["class_code"]],
+        )
+        if not known:
+            raise InvalidData(
+                f"class {values['class_code']!r} is unknown: see the component "
+                "classes (or add a local one with TWIN_COMPONENT_CLASSES_FILE)"
+            )
+
+
+async def create(
+    conn: psycopg.AsyncConnection, change: Change, settings: ComponentSettings
+) -> tuple[int, int]:
+    values = dict(change.values)
+    if "class_code" not in values and "code" not in values:
+        raise InvalidData("a new component needs class_code (e.g. 0118 for a street lamp)")
+    await _check_code(conn, values, settings)
+    async with conn.transaction():
+        if "code" not in values:
+            values["code"] = await _generate_code(conn, change.geom, values["class_code"], settings)
+        else:
+            await _advance_sequence(conn, values["code"])
+        cols = [*values, "geom"]
+        query = sql.SQL(
+            "INSERT INTO twin.components ({}) VALUES ({}, ST_SetSRID("
+            "ST_GeomFromGeoJSON(%s), 4326)) RETURNING id, version"
+        ).format(
+            sql.SQL(", ").join(sql.Identifier(c) for c in cols),
+            sql.SQL(", ").join(sql.Placeholder() for _ in values),
+        )
+        try:
+            cur = await conn.execute(query, [*values.values(), change.geom])
+        except psycopg.errors.UniqueViolation:
+            raise Conflict(f"a component with code {values['code']} exists already") from None
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+async def _generate_code(
+    conn: psycopg.AsyncConnection, geom: str | None, class_code: str, settings: ComponentSettings
+) -> str:
+    district = (
+        await _scalar(
+            conn,
+            "SELECT left(twin.unit_grid_at(ST_SetSRID(ST_GeomFromGeoJSON(%s), 4326)), 6)",
+            [geom],
+        )
+        or settings.district_code
+    )
+    if not district:
+        raise InvalidData(
+            "the point is outside every unit grid and TWIN_DISTRICT_CODE is not "
+            "set, so no district code can be given: send a code"
+        )
+    return str(
+        await _scalar(conn, "SELECT twin.next_component_code(%s, %s)", [district, class_code])
+    )
+
+
+async def _advance_sequence(conn: psycopg.AsyncConnection, code: str) -> None:
+    """A code given by hand moves its sequence on, so generated codes never collide with it."""
+    await conn.execute(
+        "INSERT INTO twin.component_sequences AS s (district, class_code, last) "
+        "VALUES (%s, %s, %s) ON CONFLICT (district, class_code) "
+        "DO UPDATE SET last = greatest(s.last, EXCLUDED.last)",
+        [code[:6], code[6:-6], int(code[-6:])],
+    )
+
+
+async def update(
+    conn: psycopg.AsyncConnection,
+    fid: int,
+    change: Change,
+    version: int,
+    settings: ComponentSettings,
+) -> int:
+    """Replace (PUT) or patch (PATCH) the component at ``version``; returns the new version."""
+    values = dict(change.values)
+    await _check_code(conn, values, settings)
+    sets: list[sql.Composable] = [
+        sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder()) for k in values
+    ]
+    params: list[Any] = list(values.values())
+    if change.geom is not None:
+        sets.append(sql.SQL("geom = ST_SetSRID(ST_GeomFromGeoJSON(%s), 4326)"))
+        params.append(change.geom)
+    if not sets:
+        raise InvalidData("nothing to change: send properties or a geometry")
+    return await _guarded(conn, fid, version, sql.SQL(", ").join(sets), params, deleted=False)
+
+
+async def soft_delete(conn: psycopg.AsyncConnection, fid: int, version: int) -> int:
+    return await _guarded(conn, fid, version, sql.SQL("deleted_at = now()"), [], deleted=False)
+
+
+async def _guarded(
+    conn: psycopg.AsyncConnection,
+    fid: int,
+    version: int,
+    sets: sql.Composable,
+    params: list,
+    *,
+    deleted: bool,
+) -> int:
+    state = sql.SQL("deleted_at IS NOT NULL") if deleted else sql.SQL("deleted_at IS NULL")
+    query = sql.SQL(
+        "UPDATE twin.components SET {} WHERE id = %s AND version = %s AND {} RETURNING version"
+    ).format(sets, state)
+    try:
+        new = await _scalar(conn, query, [*params, fid, version])
+    except psycopg.errors.UniqueViolation:
+        raise Conflict("another component has that code already") from None
+    if new is not None:
+        return int(new)
+    current = await _scalar(
+        conn,
+        "SELECT version FROM twin.components WHERE id = %s AND (deleted_at IS NULL) = %s",
+        [fid, not deleted],
+    )
+    if current is None:
+        raise NotFound(f"no {'deleted ' if deleted else ''}component {fid}")
+    raise PreconditionFailed(
+        f"component {fid} is at version {current}, not {version}: someone changed it since "
+        "you read it; read it again, then edit"
+    )
+
+
+async def history(conn: psycopg.AsyncConnection, fid: int) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        "SELECT version, replaced_at, state FROM twin.components_history WHERE id = %s "
+        "ORDER BY version",
+        [fid],
+    )
+    rows = await cur.fetchall()
+    cur = await conn.execute(
+        "SELECT version, updated_at, to_jsonb(c) - 'geom' || jsonb_build_object('geom', "
+        "ST_AsGeoJSON(geom)::jsonb) FROM twin.components c WHERE id = %s",
+        [fid],
+    )
+    now = await cur.fetchone()
+    if now is None:
+        raise NotFound(f"no component {fid}")
+    out = [{"version": v, "replaced_at": t.isoformat(), "state": s} for v, t, s in rows]
+    out.append({"version": now[0], "current": True, "since": now[1].isoformat(), "state": now[2]})
+    return out
+
+
+RESTORABLE = ("code", "class_code", "status", *TEXT_FIELDS, *DATE_FIELDS, "attributes")
+
+
+async def restore(conn: psycopg.AsyncConnection, fid: int, to_version: int | None) -> int:
+    """Undelete, and with ``to_version`` bring back that version's values and place."""
+    if to_version is None:
+        cur = await conn.execute(
+            "UPDATE twin.components SET deleted_at = NULL WHERE id = %s "
+            "AND deleted_at IS NOT NULL RETURNING version",
+            [fid],
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"no deleted component {fid}: give ?version= to restore a prior state")
+        return int(row[0])
+    state = await _scalar(
+        conn,
+        "SELECT state FROM twin.components_history WHERE id = %s AND version = %s",
+        [fid, to_version],
+    )
+    if state is None:
+        raise NotFound(f"component {fid} has no version {to_version} in its history")
+    sets = [sql.SQL("{} = %s").format(sql.Identifier(k)) for k in RESTORABLE]
+    params = [Jsonb(state[k]) if k == "attributes" else state.get(k) for k in RESTORABLE]
+    query = sql.SQL(
+        "UPDATE twin.components SET {}, deleted_at = NULL, geom = ST_SetSRID("
+        "ST_GeomFromGeoJSON(%s), 4326) WHERE id = %s RETURNING version"
+    ).format(sql.SQL(", ").join(sets))
+    new = await _scalar(conn, query, [*params, json.dumps(state["geom"]), fid])
+    if new is None:
+        raise NotFound(f"no component {fid}")
+    return int(new)
