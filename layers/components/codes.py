@@ -82,20 +82,43 @@ def next_codes(
     _check_key(district, class_code, width)
     if n < 1:
         raise InvalidParameter(f"cannot take {n} codes")
-    row = conn.execute(
-        "INSERT INTO twin.component_sequences AS s (district, class_code, last) "
-        "VALUES (%s, %s, %s) ON CONFLICT (district, class_code) "
-        "DO UPDATE SET last = s.last + EXCLUDED.last RETURNING last",
-        (district, class_code, n),
-    ).fetchone()
+    row = conn.execute(TAKE_SQL, (district, class_code, n)).fetchone()
     assert row is not None
-    last = int(row[0])
+    return codes_ending_at(district, class_code, int(row[0]), n)
+
+
+# Moves a sequence on by n and returns where it ends; the upsert holds the row lock until the
+# transaction ends, so a concurrent caller waits and continues after these numbers.
+TAKE_SQL = (
+    "INSERT INTO twin.component_sequences AS s (district, class_code, last) "
+    "VALUES (%s, %s, %s) ON CONFLICT (district, class_code) "
+    "DO UPDATE SET last = s.last + EXCLUDED.last RETURNING last"
+)
+# Raises sequences to at least the given numbers, never lowers them.
+ADVANCE_SQL = (
+    "INSERT INTO twin.component_sequences AS s (district, class_code, last) "
+    "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[]) "
+    "ON CONFLICT (district, class_code) DO UPDATE SET last = greatest(s.last, EXCLUDED.last)"
+)
+
+
+def codes_ending_at(district: str, class_code: str, last: int, n: int) -> list[str]:
+    """The n codes whose sequence numbers end at ``last``; refuses past the 6-digit range."""
     if last > MAX_SEQUENCE:
         raise InvalidData(
             f"district {district} class {class_code} has no free sequence numbers left "
             f"({n} wanted, the 6-digit sequence ends at {MAX_SEQUENCE})"
         )
     return [make_code(district, class_code, s) for s in range(last - n + 1, last + 1)]
+
+
+def advance_params(codes: Iterable[str]) -> tuple[list[str], list[str], list[int]] | None:
+    """ADVANCE_SQL's arrays for some codes, in a fixed order so writers lock rows alike."""
+    top = highest_sequences(codes)
+    if not top:
+        return None
+    keys = sorted(top)
+    return [k[0] for k in keys], [k[1] for k in keys], [top[k] for k in keys]
 
 
 def highest_sequences(codes: Iterable[str]) -> dict[tuple[str, str], int]:
@@ -116,14 +139,8 @@ def advance_past(conn: psycopg.Connection, codes: Iterable[str]) -> int:
     Called with imported or hand-given codes, so codes generated later never collide with them.
     Returns how many sequences were looked at.
     """
-    top = highest_sequences(codes)
-    if not top:
+    params = advance_params(codes)
+    if params is None:
         return 0
-    keys = sorted(top)  # a fixed order, so two writers lock the rows in the same order
-    conn.execute(
-        "INSERT INTO twin.component_sequences AS s (district, class_code, last) "
-        "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[]) "
-        "ON CONFLICT (district, class_code) DO UPDATE SET last = greatest(s.last, EXCLUDED.last)",
-        ([k[0] for k in keys], [k[1] for k in keys], [top[k] for k in keys]),
-    )
-    return len(keys)
+    conn.execute(ADVANCE_SQL, params)
+    return len(params[0])

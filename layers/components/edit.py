@@ -18,6 +18,7 @@ import shapely
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from layers.components import codes
 from twin.errors import Conflict, InvalidData, NotFound, PreconditionFailed, PreconditionRequired
 from twin.settings import ComponentSettings
 
@@ -207,19 +208,15 @@ async def _generate_code(
             "the point is outside every unit grid and TWIN_DISTRICT_CODE is not "
             "set, so no district code can be given: send a code"
         )
-    return str(
-        await _scalar(conn, "SELECT twin.next_component_code(%s, %s)", [district, class_code])
-    )
+    last = await _scalar(conn, codes.TAKE_SQL, [district, class_code, 1])
+    return codes.codes_ending_at(district, class_code, int(last), 1)[0]
 
 
 async def _advance_sequence(conn: psycopg.AsyncConnection, code: str) -> None:
     """A code given by hand moves its sequence on, so generated codes never collide with it."""
-    await conn.execute(
-        "INSERT INTO twin.component_sequences AS s (district, class_code, last) "
-        "VALUES (%s, %s, %s) ON CONFLICT (district, class_code) "
-        "DO UPDATE SET last = greatest(s.last, EXCLUDED.last)",
-        [code[:6], code[6:-6], int(code[-6:])],
-    )
+    params = codes.advance_params([code])
+    if params is not None:
+        await conn.execute(codes.ADVANCE_SQL, params)
 
 
 async def update(

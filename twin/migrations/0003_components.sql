@@ -92,12 +92,3 @@ CREATE VIEW twin.components_current AS
     FROM twin.components c JOIN twin.component_classes k USING (class_code)
     WHERE c.deleted_at IS NULL;
 
--- The next code of a district and class: 6 district digits + the class + a 6-digit number.
--- The sequence row is locked by the upsert, so concurrent callers get distinct numbers.
-CREATE FUNCTION twin.next_component_code(p_district text, p_class text) RETURNS text
-LANGUAGE sql AS $$
-    INSERT INTO twin.component_sequences AS s (district, class_code, last)
-    VALUES (p_district, p_class, 1)
-    ON CONFLICT (district, class_code) DO UPDATE SET last = s.last + 1
-    RETURNING p_district || p_class || lpad(s.last::text, 6, '0')
-$$;
