@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import secrets
 import threading
 from importlib import resources
 from pathlib import Path
@@ -13,6 +12,7 @@ import geopandas as gpd
 import psycopg
 import pyogrio
 import pytest
+from conftest import fresh_database
 from shapely.geometry import box
 
 from grid.store import import_grid, import_grid_folder
@@ -20,7 +20,6 @@ from layers.components.classes import class_names, standard_classes, sync_classe
 from layers.components.codes import advance_past, code_problem, next_codes, split_code
 from layers.components.importer import ComponentsRejected, import_components
 from sample_data import generate
-from twin import migrate
 from twin.errors import InvalidData
 from twin.settings import ComponentSettings, GridSettings
 
@@ -54,16 +53,8 @@ SURVEY_HEADER = [
 def pg_url(server_url: str):
     """A database of this module's own: the grid, components and the `components` collection
     loaded here must not change what other modules count in the shared session database."""
-    name = f"twin_components_{secrets.token_hex(4)}"
-    base, _, _ = server_url.rpartition("/")
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"{base}/{name}"
-    with psycopg.connect(url) as conn:
-        migrate.migrate(conn)
-    yield url
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
