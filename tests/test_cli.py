@@ -59,3 +59,20 @@ def test_bad_layer_name_and_crs_are_explained(env, tmp_path):
     assert result.exit_code == 2 and "lowercase letters" in result.output
     result = runner.invoke(app, ["import", str(path), "--layer", "ok", "--crs", "EPSG:0"])
     assert result.exit_code == 2 and "unknown CRS" in result.output
+
+
+def test_components_import_reads_the_standard_field_names(env, tmp_path):
+    path = tmp_path / "survey.csv"
+    path.write_text(
+        "ObjID,ObjName,DeptName1,ObjState,ORDate,lon,lat\n"
+        "4101010118000001,路灯,城管局,完好,2021-05-01,100.5,20.5\n"
+        "4101010118000002,路灯,城管局,坏了,2021-05-01,100.6,20.5\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["components", "import", str(path)])
+    assert result.exit_code == 2 and "坏了" in result.output
+    result = runner.invoke(app, ["components", "import", str(path), "--skip-invalid"])
+    assert result.exit_code == 0, result.output
+    assert "loaded 1 components" in result.output
+    listing = runner.invoke(app, ["components", "classes"])
+    assert "0118" in listing.stdout and "路灯" in listing.stdout

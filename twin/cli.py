@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from twin import db, migrate
+from twin.cli_components import components_app
 from twin.cli_grid import grid_app
 from twin.errors import TwinError
 from twin.settings import Settings
@@ -32,6 +33,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(sample_app, name="sample")
 app.add_typer(layers_app, name="layers")
 app.add_typer(grid_app, name="grid")
+app.add_typer(components_app, name="components")
 
 console = Console(stderr=True)
 out = Console()
