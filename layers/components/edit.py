@@ -18,8 +18,9 @@ import shapely
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from layers import versioned
 from layers.components import codes
-from twin.errors import Conflict, InvalidData, NotFound, PreconditionFailed, PreconditionRequired
+from twin.errors import Conflict, InvalidData, NotFound
 from twin.settings import ComponentSettings
 
 STATUSES = ("完好", "破损", "丢失", "废弃", "移除")
@@ -48,16 +49,7 @@ class Change:
 
 
 def parse_version(if_match: str | None) -> int:
-    """The version in an If-Match header ("3" or W/"3"); editing without one is refused."""
-    if not if_match:
-        raise PreconditionRequired(
-            "send If-Match with the ETag of the component you read (GET .../items/{id}), so "
-            "an edit never overwrites a change you have not seen"
-        )
-    digits = if_match.strip().removeprefix("W/").strip('"')
-    if not digits.isdigit():
-        raise PreconditionFailed(f"If-Match {if_match!r} is not an ETag of this collection")
-    return int(digits)
+    return versioned.parse_version(if_match, "component")
 
 
 def parse_feature(feature: Any, *, partial: bool) -> Change:
@@ -130,10 +122,10 @@ def _point(geometry: Any, *, required: bool) -> str | None:
     return str(shapely.to_geojson(shape))
 
 
-async def _scalar(conn: psycopg.AsyncConnection, query: Any, params: list) -> Any:
-    cur = await conn.execute(query, params)
-    row = await cur.fetchone()
-    return row[0] if row else None
+_scalar = versioned.scalar
+TABLE = versioned.VersionedTable(
+    "components", "components_history", "deleted_at IS NULL", "component"
+)
 
 
 async def _check_code(
@@ -238,63 +230,19 @@ async def update(
         params.append(change.geom)
     if not sets:
         raise InvalidData("nothing to change: send properties or a geometry")
-    return await _guarded(conn, fid, version, sql.SQL(", ").join(sets), params, deleted=False)
+    return await versioned.guarded_update(
+        conn, TABLE, fid, version, sql.SQL(", ").join(sets), params
+    )
 
 
 async def soft_delete(conn: psycopg.AsyncConnection, fid: int, version: int) -> int:
-    return await _guarded(conn, fid, version, sql.SQL("deleted_at = now()"), [], deleted=False)
-
-
-async def _guarded(
-    conn: psycopg.AsyncConnection,
-    fid: int,
-    version: int,
-    sets: sql.Composable,
-    params: list,
-    *,
-    deleted: bool,
-) -> int:
-    state = sql.SQL("deleted_at IS NOT NULL") if deleted else sql.SQL("deleted_at IS NULL")
-    query = sql.SQL(
-        "UPDATE twin.components SET {} WHERE id = %s AND version = %s AND {} RETURNING version"
-    ).format(sets, state)
-    try:
-        new = await _scalar(conn, query, [*params, fid, version])
-    except psycopg.errors.UniqueViolation:
-        raise Conflict("another component has that code already") from None
-    if new is not None:
-        return int(new)
-    current = await _scalar(
-        conn,
-        "SELECT version FROM twin.components WHERE id = %s AND (deleted_at IS NULL) = %s",
-        [fid, not deleted],
-    )
-    if current is None:
-        raise NotFound(f"no {'deleted ' if deleted else ''}component {fid}")
-    raise PreconditionFailed(
-        f"component {fid} is at version {current}, not {version}: someone changed it since "
-        "you read it; read it again, then edit"
+    return await versioned.guarded_update(
+        conn, TABLE, fid, version, sql.SQL("deleted_at = now()"), []
     )
 
 
 async def history(conn: psycopg.AsyncConnection, fid: int) -> list[dict[str, Any]]:
-    cur = await conn.execute(
-        "SELECT version, replaced_at, state FROM twin.components_history WHERE id = %s "
-        "ORDER BY version",
-        [fid],
-    )
-    rows = await cur.fetchall()
-    cur = await conn.execute(
-        "SELECT version, updated_at, to_jsonb(c) - 'geom' || jsonb_build_object('geom', "
-        "ST_AsGeoJSON(geom)::jsonb) FROM twin.components c WHERE id = %s",
-        [fid],
-    )
-    now = await cur.fetchone()
-    if now is None:
-        raise NotFound(f"no component {fid}")
-    out = [{"version": v, "replaced_at": t.isoformat(), "state": s} for v, t, s in rows]
-    out.append({"version": now[0], "current": True, "since": now[1].isoformat(), "state": now[2]})
-    return out
+    return await versioned.history(conn, TABLE, fid)
 
 
 RESTORABLE = ("code", "class_code", "status", *TEXT_FIELDS, *DATE_FIELDS, "attributes")
@@ -312,13 +260,7 @@ async def restore(conn: psycopg.AsyncConnection, fid: int, to_version: int | Non
         if row is None:
             raise NotFound(f"no deleted component {fid}: give ?version= to restore a prior state")
         return int(row[0])
-    state = await _scalar(
-        conn,
-        "SELECT state FROM twin.components_history WHERE id = %s AND version = %s",
-        [fid, to_version],
-    )
-    if state is None:
-        raise NotFound(f"component {fid} has no version {to_version} in its history")
+    state = await versioned.prior_state(conn, TABLE, fid, to_version)
     sets = [sql.SQL("{} = %s").format(sql.Identifier(k)) for k in RESTORABLE]
     params = [Jsonb(state[k]) if k == "attributes" else state.get(k) for k in RESTORABLE]
     query = sql.SQL(
