@@ -39,6 +39,7 @@ FIELDS = [
     {"name": "area_m2", "type": "double"},
     {"name": "valid_from", "type": "date"},
     {"name": "note", "type": "text"},
+    {"name": "version", "type": "integer"},
 ]
 
 
@@ -226,8 +227,8 @@ def _retire(conn: psycopg.Connection, level: str, codes: list[str], parents: lis
     """End the current cells this import replaces: the same codes, and for levels below the
     district every cell under the parents the file covers (the file is their whole level)."""
     cur = conn.execute(
-        "UPDATE twin.grid_cells SET valid_to = current_date, version = version + 1, "
-        "updated_at = now() WHERE level = %s AND valid_to IS NULL "
+        "UPDATE twin.grid_cells SET valid_to = current_date "
+        "WHERE level = %s AND valid_to IS NULL "
         "AND (code = ANY(%s) OR parent_code = ANY(%s))",
         (level, codes, parents),
     )

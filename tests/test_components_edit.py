@@ -204,6 +204,10 @@ def test_duplicate_code_is_a_conflict(editable):
 
 def test_other_collections_are_read_only(editable):
     r = editable.post("/collections/grid_unit/items", json=lamp(X0, Y0))
+    assert r.status_code == 405 and "twin grid import" in r.json()["message"]
+    r = editable.patch(
+        "/collections/some_layer/items/1", json={"properties": {}}, headers={"If-Match": '"1"'}
+    )
     assert r.status_code == 405 and "read-only" in r.json()["message"]
 
 

@@ -303,3 +303,64 @@ def test_locate_gives_h3_and_beidou_keys_and_their_cells(client, city):
     assert box_.contains(Point(117.2272, 31.8206))
     assert client.get("/grid/beidou/N50Z").status_code == 400
     assert client.get("/grid/h3/nothex").status_code == 400
+
+
+def unit_cell(client, code):
+    doc = client.get("/collections/grid_unit/items", params={"filter": f"code = '{code}'"}).json()[
+        "features"
+    ][0]
+    r = client.get(f"/collections/grid_unit/items/{doc['id']}")
+    return r.json(), r.headers["etag"]
+
+
+def test_grid_cell_edits_are_versioned_with_history_and_restore(client, district, city):
+    doc, etag = unit_cell(client, "42010100100101")
+    fid, old_area = doc["id"], doc["properties"]["area_m2"]
+    url = f"/collections/grid_unit/items/{fid}"
+    r = client.patch(url, json={"properties": {"name": "renamed"}}, headers={"If-Match": etag})
+    assert r.status_code == 204
+    assert (
+        client.patch(
+            url, json={"properties": {"name": "again"}}, headers={"If-Match": etag}
+        ).status_code
+        == 412
+    )
+    doc, etag = unit_cell(client, "42010100100101")
+    # move the boundary: the west half only; the area follows, and so does locate
+    h = D / 2
+    half = {
+        "type": "Polygon",
+        "coordinates": [
+            [[X0, Y0 + h], [X0 + h / 2, Y0 + h], [X0 + h / 2, Y0 + D], [X0, Y0 + D], [X0, Y0 + h]]
+        ],
+    }
+    r = client.put(
+        url,
+        json={"type": "Feature", "geometry": half, "properties": {"name": "renamed"}},
+        headers={"If-Match": etag},
+    )
+    assert r.status_code == 204
+    doc, etag = unit_cell(client, "42010100100101")
+    assert doc["properties"]["area_m2"] == pytest.approx(old_area / 2, rel=0.01)
+    gone = client.get(f"/grid/locate?lon={X0 + h * 0.75}&lat={Y0 + h * 1.5}").json()
+    assert gone["inside"] is False
+    history = client.get(f"{url}/history").json()["versions"]
+    assert [v["state"]["name"] for v in history[:2]] == ["cell 1", "renamed"]
+    assert client.post(f"{url}/restore?version=1").status_code == 200
+    doc, etag = unit_cell(client, "42010100100101")
+    assert doc["properties"]["name"] == "cell 1"
+    assert doc["properties"]["area_m2"] == pytest.approx(old_area, rel=0.001)
+    assert client.delete(url, headers={"If-Match": etag}).status_code == 204
+    assert client.get(url).status_code == 404
+    assert client.post(f"{url}/restore").status_code == 200
+    assert client.get(url).status_code == 200
+
+
+def test_grid_codes_change_only_by_import(client, district):
+    doc, etag = unit_cell(client, "42010100100102")
+    r = client.patch(
+        f"/collections/grid_unit/items/{doc['id']}",
+        json={"properties": {"code": "42010100100199"}},
+        headers={"If-Match": etag},
+    )
+    assert r.status_code == 422 and "twin grid import" in r.json()["message"]

@@ -1,4 +1,4 @@
-"""Editing (OGC API Features Part 4) of the components collection, its history, nearby search."""
+"""Editing (OGC API Features Part 4) of components and grid cells, history, nearby search."""
 
 from __future__ import annotations
 
@@ -9,20 +9,31 @@ import psycopg
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 
 from api.deps import connection, settings
+from grid import edit as grid_edit
+from layers import versioned
 from layers.components import edit
 from twin.errors import InvalidParameter, ReadOnly
 from twin.settings import Settings
 
 router = APIRouter(tags=["Editing (OGC API Features Part 4)"])
 
-EDITABLE = "components"
-Feature = Annotated[dict[str, Any], Body(description="A GeoJSON Feature (Point)")]
+GRID_LEVELS = {f"grid_{level}": level for level in ("district", "street", "community", "unit")}
+Feature = Annotated[dict[str, Any], Body(description="A GeoJSON Feature")]
 IfMatch = Annotated[str | None, Header(alias="If-Match", description="ETag read with GET")]
+CollectionId = Annotated[str, Path(alias="collectionId")]
+FeatureId = Annotated[str, Path(alias="featureId")]
+Conn = Annotated[psycopg.AsyncConnection, Depends(connection)]
 
 
-def _editable(collection_id: str) -> None:
-    if collection_id != EDITABLE:
-        raise ReadOnly(f"collection {collection_id!r} is read-only; components can be edited")
+def _kind(collection_id: str) -> str:
+    """'components' or a grid level; other collections are read-only."""
+    if collection_id == "components":
+        return collection_id
+    if collection_id in GRID_LEVELS:
+        return GRID_LEVELS[collection_id]
+    raise ReadOnly(
+        f"collection {collection_id!r} is read-only; components and grid cells can be edited"
+    )
 
 
 def _fid(feature_id: str) -> int:
@@ -31,12 +42,35 @@ def _fid(feature_id: str) -> int:
     return int(feature_id)
 
 
-def _done(status: int, fid: int, version: int, request: Request) -> Response:
+def _done(status: int, collection_id: str, fid: int, version: int, request: Request) -> Response:
     base = str(request.base_url).rstrip("/")
     return Response(
         status_code=status,
-        headers={"ETag": f'"{version}"', "Location": f"{base}/collections/{EDITABLE}/items/{fid}"},
+        headers={
+            "ETag": f'"{version}"',
+            "Location": f"{base}/collections/{collection_id}/items/{fid}",
+        },
     )
+
+
+async def _update(
+    conn: psycopg.AsyncConnection,
+    kind: str,
+    fid: int,
+    feature: dict,
+    if_match: str | None,
+    cfg: Settings,
+    *,
+    partial: bool,
+) -> int:
+    label = "component" if kind == "components" else "grid cell"
+    version = versioned.parse_version(if_match, label)
+    if kind == "components":
+        if partial:
+            feature = {"type": "Feature", **feature}
+        change = edit.parse_feature(feature, partial=partial)
+        return await edit.update(conn, fid, change, version, cfg.components)
+    return await grid_edit.update(conn, kind, fid, feature, version, partial=partial)
 
 
 @router.post(
@@ -46,100 +80,101 @@ def _done(status: int, fid: int, version: int, request: Request) -> Response:
 )
 async def create_item(
     request: Request,
-    collection_id: Annotated[str, Path(alias="collectionId")],
+    collection_id: CollectionId,
     feature: Feature,
-    conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
+    conn: Conn,
     cfg: Annotated[Settings, Depends(settings)],
 ) -> Response:
-    _editable(collection_id)
+    if _kind(collection_id) != "components":
+        raise ReadOnly(
+            "new grid cells come from `twin grid import`, whose checks keep the "
+            "hierarchy whole; edit existing cells here"
+        )
     change = edit.parse_feature(feature, partial=False)
     fid, version = await edit.create(conn, change, cfg.components)
-    return _done(201, fid, version, request)
+    return _done(201, collection_id, fid, version, request)
 
 
-@router.put("/collections/{collectionId}/items/{featureId}", summary="Replace a component")
+@router.put("/collections/{collectionId}/items/{featureId}", summary="Replace a feature")
 async def replace_item(
     request: Request,
-    collection_id: Annotated[str, Path(alias="collectionId")],
-    feature_id: Annotated[str, Path(alias="featureId")],
+    collection_id: CollectionId,
+    feature_id: FeatureId,
     feature: Feature,
-    conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
+    conn: Conn,
     cfg: Annotated[Settings, Depends(settings)],
     if_match: IfMatch = None,
 ) -> Response:
-    _editable(collection_id)
-    fid, version = _fid(feature_id), edit.parse_version(if_match)
-    change = edit.parse_feature(feature, partial=False)
-    new = await edit.update(conn, fid, change, version, cfg.components)
-    return _done(204, fid, new, request)
+    fid = _fid(feature_id)
+    new = await _update(conn, _kind(collection_id), fid, feature, if_match, cfg, partial=False)
+    return _done(204, collection_id, fid, new, request)
 
 
 @router.patch(
     "/collections/{collectionId}/items/{featureId}",
-    summary="Change some properties or the place of a component",
+    summary="Change some properties or the geometry of a feature",
 )
 async def patch_item(
     request: Request,
-    collection_id: Annotated[str, Path(alias="collectionId")],
-    feature_id: Annotated[str, Path(alias="featureId")],
+    collection_id: CollectionId,
+    feature_id: FeatureId,
     feature: Feature,
-    conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
+    conn: Conn,
     cfg: Annotated[Settings, Depends(settings)],
     if_match: IfMatch = None,
 ) -> Response:
-    _editable(collection_id)
-    fid, version = _fid(feature_id), edit.parse_version(if_match)
-    change = edit.parse_feature({"type": "Feature", **feature}, partial=True)
-    new = await edit.update(conn, fid, change, version, cfg.components)
-    return _done(204, fid, new, request)
+    fid = _fid(feature_id)
+    new = await _update(conn, _kind(collection_id), fid, feature, if_match, cfg, partial=True)
+    return _done(204, collection_id, fid, new, request)
 
 
 @router.delete(
     "/collections/{collectionId}/items/{featureId}",
-    summary="Delete a component (soft: it can be restored)",
+    summary="Delete a component or retire a grid cell (both can be restored)",
 )
 async def delete_item(
     request: Request,
-    collection_id: Annotated[str, Path(alias="collectionId")],
-    feature_id: Annotated[str, Path(alias="featureId")],
-    conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
+    collection_id: CollectionId,
+    feature_id: FeatureId,
+    conn: Conn,
     if_match: IfMatch = None,
 ) -> Response:
-    _editable(collection_id)
-    fid, version = _fid(feature_id), edit.parse_version(if_match)
-    new = await edit.soft_delete(conn, fid, version)
-    return _done(204, fid, new, request)
+    kind, fid = _kind(collection_id), _fid(feature_id)
+    if kind == "components":
+        new = await edit.soft_delete(conn, fid, edit.parse_version(if_match))
+    else:
+        new = await grid_edit.retire(
+            conn, kind, fid, versioned.parse_version(if_match, "grid cell")
+        )
+    return _done(204, collection_id, fid, new, request)
 
 
 @router.get(
-    "/collections/{collectionId}/items/{featureId}/history",
-    summary="Every state a component has had",
+    "/collections/{collectionId}/items/{featureId}/history", summary="Every state a feature has had"
 )
-async def item_history(
-    collection_id: Annotated[str, Path(alias="collectionId")],
-    feature_id: Annotated[str, Path(alias="featureId")],
-    conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
-) -> dict:
-    _editable(collection_id)
-    fid = _fid(feature_id)
-    return {"id": fid, "versions": await edit.history(conn, fid)}
+async def item_history(collection_id: CollectionId, feature_id: FeatureId, conn: Conn) -> dict:
+    kind, fid = _kind(collection_id), _fid(feature_id)
+    table = edit.TABLE if kind == "components" else grid_edit.table(kind)
+    return {"id": fid, "versions": await versioned.history(conn, table, fid)}
 
 
 @router.post(
     "/collections/{collectionId}/items/{featureId}/restore",
-    summary="Undelete a component, or bring back one of its prior versions",
+    summary="Undelete a feature, or bring back one of its prior versions",
 )
 async def restore_item(
     request: Request,
-    collection_id: Annotated[str, Path(alias="collectionId")],
-    feature_id: Annotated[str, Path(alias="featureId")],
-    conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
+    collection_id: CollectionId,
+    feature_id: FeatureId,
+    conn: Conn,
     version: Annotated[int | None, Query(description="The version to bring back")] = None,
 ) -> Response:
-    _editable(collection_id)
-    fid = _fid(feature_id)
-    new = await edit.restore(conn, fid, version)
-    return _done(200, fid, new, request)
+    kind, fid = _kind(collection_id), _fid(feature_id)
+    if kind == "components":
+        new = await edit.restore(conn, fid, version)
+    else:
+        new = await grid_edit.restore(conn, kind, fid, version)
+    return _done(200, collection_id, fid, new, request)
 
 
 @router.get("/components/nearby", summary="Nearest components, with distances in metres")
