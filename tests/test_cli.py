@@ -76,3 +76,34 @@ def test_components_import_reads_the_standard_field_names(env, tmp_path):
     assert "loaded 1 components" in result.output
     listing = runner.invoke(app, ["components", "classes"])
     assert "0118" in listing.stdout and "路灯" in listing.stdout
+
+
+def test_import_into_the_components_layer_uses_the_components_rules(env, tmp_path):
+    path = tmp_path / "more.csv"
+    path.write_text(
+        "ObjID,ObjName,ObjState,lon,lat\n4101010305000009,垃圾箱,破损,100.7,20.5\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["import", str(path), "--layer", "components"])
+    assert result.exit_code == 0, result.output
+    assert "loaded 1 components" in result.output
+
+
+def test_grid_generate_writes_coded_squares(env, tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    area = tmp_path / "communities.gpkg"
+    gpd.GeoDataFrame(
+        {"code": ["410101001001"], "name": ["试点社区"]},
+        geometry=[box(100.0, 20.0, 100.003, 20.002)],
+        crs=4326,
+    ).to_file(area, engine="pyogrio")
+    out = tmp_path / "units.gpkg"
+    result = runner.invoke(
+        app, ["grid", "generate", "--area", str(area), "--size", "100", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    cells = gpd.read_file(out)
+    assert cells["code"].iloc[0] == "41010100100101" and len(cells) >= 6
+    assert abs(cells.union_all().area - box(100.0, 20.0, 100.003, 20.002).area) < 1e-10

@@ -161,6 +161,13 @@ def import_(
     if replace and append:
         _fail(TwinError("choose --replace or --append, not both"))
     mode = "replace" if replace else "append" if append else "create"
+    if layer == "components":
+        # The components layer is the GB/T 30428.2 table: same checks as `twin components
+        # import`, with the standard field names (ObjID, ObjName, DeptCode1...) recognised.
+        from twin.cli_components import components_import
+
+        components_import(file, crs=crs, skip_invalid=skip_invalid, replace=replace)
+        return
     try:
         with db.connect(_url(Settings())) as conn, _progress() as bar:
             task = bar.add_task(f"{file.name}: reading", total=None)
