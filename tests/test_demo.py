@@ -10,11 +10,8 @@ import psycopg
 import pytest
 from conftest import app_client, fresh_database, settings_for
 
-from grid.store import import_grid_folder
-from layers.batch import import_folder
-from layers.components.importer import import_components
 from sample_data import generate
-from twin.settings import ComponentSettings, GridSettings
+from sample_data.load import load_sample_city
 
 EXPECTED = {
     "boundary",
@@ -56,18 +53,12 @@ def city(pg_url, tmp_path_factory, client):
     folder = tmp_path_factory.mktemp("city")
     summary = generate(folder, seed=7, scale=0.2)
     with psycopg.connect(pg_url) as conn:
-        grids = import_grid_folder(conn, folder, GridSettings())
-        conn.commit()
-        parts = import_components(
-            conn, folder / "components.gpkg", ComponentSettings(), mode="replace"
-        )
-        conn.commit()
-        reports = import_folder(
-            conn, folder, skip=lambda p: p.stem.startswith("grid_") or p.stem == "components"
-        )
-        again = import_folder(conn, folder, only_new=True)
+        first = load_sample_city(conn, folder, settings_for(pg_url))
+        again = load_sample_city(conn, folder, settings_for(pg_url))
+    reports = [*first.layers, *first.grid, first.components]
+    again = [*again.layers, *again.grid] + ([again.components] if again.components else [])
     client.app.state.catalog._loaded_at = 0
-    return folder, summary, reports + grids + [parts], again
+    return folder, summary, reports, again
 
 
 def test_every_sample_file_is_published(city):

@@ -333,8 +333,8 @@ def demo(
     serve_it: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
 ) -> None:
     """Generate the sample city if absent, start the database, import everything, serve."""
-    from layers.batch import import_folder
     from sample_data import generate
+    from sample_data.load import load_sample_city
 
     settings = Settings()
     if not (out_dir / "manifest.json").exists():
@@ -358,47 +358,17 @@ def demo(
 
                 return progress
 
-            _load_sample_grid(conn, out_dir, settings)
-            reports = import_folder(
-                conn,
-                out_dir,
-                only_new=True,
-                on_file=on_file,
-                skip=lambda p: p.stem.startswith("grid_"),
-            )
-        for r in reports:
+            loaded = load_sample_city(conn, out_dir, settings, on_file=on_file)
+        for g in loaded.grid:
+            console.print(f"grid: {g.cells:,} {g.level} cells from {g.file}")
+        if loaded.components is not None:
+            console.print(f"components: {loaded.components.loaded:,} from components.gpkg")
+        for r in loaded.layers:
             console.print(f"imported {r.file} as layer {r.layer}: {r.loaded:,} features")
     except TwinError as exc:
         _fail(exc)
     if serve_it:
         _run_server(settings, url, None, None)
-
-
-def _load_sample_grid(conn, folder: Path, settings: Settings) -> None:
-    """The sample grid goes into the grid tables, level by level, parents first."""
-    from grid.store import import_grid_folder
-    from layers.registry import find_layer
-
-    loaded = find_layer(conn, "grid_unit")
-    if loaded is not None and loaded.schema_name == "twin":
-        return
-    for report in import_grid_folder(conn, folder, settings.grid):
-        console.print(
-            f"imported {report.file} into the grid: {report.cells:,} {report.level} cells"
-        )
-
-
-def _load_sample_components(conn, folder: Path, settings: Settings) -> None:
-    """The sample components go into the components table, with their GB/T 30428.2 codes."""
-    from layers.components.importer import import_components
-    from layers.registry import find_layer
-
-    path = folder / "components.gpkg"
-    loaded = find_layer(conn, "components")
-    if not path.exists() or (loaded is not None and loaded.schema_name == "twin"):
-        return
-    report = import_components(conn, path, settings.components)
-    console.print(f"components: {report.loaded:,} from {path.name}")
 
 
 def main() -> None:  # pragma: no cover
