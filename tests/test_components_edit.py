@@ -224,3 +224,47 @@ def test_nearby_finds_the_closest_lamps_in_metres(editable):
         f"/components/nearby?lon={here[0]}&lat={here[1]}&radius=50&class=0305"
     ).json()
     assert none["features"] == []
+
+
+def test_a_code_set_by_hand_moves_the_sequence_so_new_codes_never_collide(editable):
+    fid = create(editable, lamp(X0 + 0.0091, Y0 + 0.0091))
+    doc, etag = read(editable, fid)
+    code = doc["properties"]["code"]
+    ahead = code[:-6] + f"{int(code[-6:]) + 2:06d}"
+    r = editable.patch(
+        f"/collections/components/items/{fid}",
+        json={"properties": {"code": ahead}},
+        headers={"If-Match": etag},
+    )
+    assert r.status_code == 204
+    for _ in range(3):
+        create(editable, lamp(X0 + 0.0092, Y0 + 0.0092))
+
+
+def test_patch_merges_attributes_and_class_changes_need_a_code(editable):
+    fid = create(editable, lamp(X0 + 0.0093, Y0 + 0.0093, attributes={"a": 1, "b": 2}))
+    _, etag = read(editable, fid)
+    r = editable.patch(
+        f"/collections/components/items/{fid}",
+        json={"properties": {"attributes": {"a": 3}}},
+        headers={"If-Match": etag},
+    )
+    assert r.status_code == 204
+    doc, etag = read(editable, fid)
+    assert doc["properties"]["attributes"] == {"a": 3, "b": 2}
+    r = editable.patch(
+        f"/collections/components/items/{fid}",
+        json={"properties": {"class_code": "0305"}},
+        headers={"If-Match": etag},
+    )
+    assert r.status_code == 422 and "changing the class changes the code" in r.json()["message"]
+
+
+def test_restoring_a_deleted_component_whose_code_was_reused_is_a_conflict(editable):
+    fid = create(editable, lamp(X0 + 0.0094, Y0 + 0.0094))
+    doc, etag = read(editable, fid)
+    code = doc["properties"]["code"]
+    editable.delete(f"/collections/components/items/{fid}", headers={"If-Match": etag})
+    create(editable, lamp(X0 + 0.0094, Y0 + 0.0094, code=code))  # the code is free again
+    r = editable.post(f"/collections/components/items/{fid}/restore")
+    assert r.status_code == 409

@@ -132,7 +132,9 @@ def survey_row(code: str, unit: int, **changes: object) -> list[object]:
 
 
 def count(conn: psycopg.Connection) -> int:
-    return conn.execute("SELECT count(*) FROM twin.components").fetchone()[0]
+    return conn.execute("SELECT count(*) FROM twin.components WHERE deleted_at IS NULL").fetchone()[
+        0
+    ]
 
 
 # --- classes -----------------------------------------------------------------------------------
@@ -257,7 +259,8 @@ def test_real_style_survey_file_maps_every_field(conn, district, tmp_path):
     row = conn.execute(
         "SELECT name, class_code, status, dept_code, dept_name, owner_code, owner_name, "
         "maint_code, maint_name, unit_grid, init_date, change_date, source, note, attributes, "
-        "ST_X(geom), ST_Y(geom) FROM twin.components WHERE code = '4401060118000007'"
+        "ST_X(geom), ST_Y(geom) FROM twin.components "
+        "WHERE deleted_at IS NULL AND code = '4401060118000007'"
     ).fetchone()
     assert row == (
         "路灯",
@@ -278,7 +281,8 @@ def test_real_style_survey_file_maps_every_field(conn, district, tmp_path):
         *centre(1),
     )
     unit = conn.execute(
-        "SELECT unit_grid FROM twin.components WHERE code = '4401060305000001'"
+        "SELECT unit_grid FROM twin.components "
+        "WHERE deleted_at IS NULL AND code = '4401060305000001'"
     ).fetchone()
     assert unit == (f"{COMMUNITY}03",)
     layer = conn.execute(
@@ -316,7 +320,8 @@ def test_rows_without_codes_get_the_next_codes_of_their_district_and_class(
     codes = [
         r[0]
         for r in conn.execute(
-            "SELECT code FROM twin.components ORDER BY ST_X(geom), ST_Y(geom), code"
+            "SELECT code FROM twin.components WHERE deleted_at IS NULL "
+            "ORDER BY ST_X(geom), ST_Y(geom), code"
         ).fetchall()
     ]
     assert set(codes) == {
@@ -373,7 +378,9 @@ def test_skip_invalid_loads_the_good_rows_and_append_refuses_taken_codes(conn, d
     path = bad_file(tmp_path)
     report = import_components(conn, path, SETTINGS, mode="replace", skip_invalid=True)
     assert report.loaded == 2 and len(report.bad_rows) == 7
-    codes = {r[0] for r in conn.execute("SELECT code FROM twin.components")}
+    codes = {
+        r[0] for r in conn.execute("SELECT code FROM twin.components WHERE deleted_at IS NULL")
+    }
     assert codes == {"4401060118000030", "4401060118000035"}
     again = write_csv(tmp_path / "again.csv", SURVEY_HEADER, [survey_row("4401060118000035", 4)])
     with pytest.raises(ComponentsRejected) as err:
@@ -391,7 +398,11 @@ def test_sample_city_components_import_into_their_unit_grids(conn, classes, tmp_
     frame = pyogrio.read_dataframe(path)
     assert not report.bad_rows and report.loaded == len(frame) > 500
     assert report.generated == 0
-    stored = dict(conn.execute("SELECT code, unit_grid FROM twin.components").fetchall())
+    stored = dict(
+        conn.execute(
+            "SELECT code, unit_grid FROM twin.components WHERE deleted_at IS NULL"
+        ).fetchall()
+    )
     agree = sum(stored[c] == u for c, u in zip(frame["code"], frame["unit_grid"], strict=True))
     assert agree / len(frame) >= 0.999
     assert len(report.warnings) == len(frame) - agree

@@ -69,7 +69,7 @@ async def _update(
         if partial:
             feature = {"type": "Feature", **feature}
         change = edit.parse_feature(feature, partial=partial)
-        return await edit.update(conn, fid, change, version, cfg.components)
+        return await edit.update(conn, fid, change, version, cfg.components, partial=partial)
     return await grid_edit.update(conn, kind, fid, feature, version, partial=partial)
 
 

@@ -139,6 +139,9 @@ async def _check_code(
             raise InvalidData(
                 f"code {code!r} must have {width} digits: 6 district + class + 6 sequence"
             )
+        why = codes.code_problem(code, width)
+        if why:
+            raise InvalidData(why)
         from_code = code[6:-6]
         if values.setdefault("class_code", from_code) != from_code:
             raise InvalidData(f"code {code} is of class {from_code}, not {values['class_code']}")
@@ -217,14 +220,31 @@ async def update(
     change: Change,
     version: int,
     settings: ComponentSettings,
+    *,
+    partial: bool = False,
 ) -> int:
-    """Replace (PUT) or patch (PATCH) the component at ``version``; returns the new version."""
+    """Replace (PUT) or patch (PATCH) the component at ``version``; returns the new version.
+
+    A PATCH merges ``attributes`` into the stored ones; a PUT replaces them.
+    """
     values = dict(change.values)
     await _check_code(conn, values, settings)
+    if "class_code" in values and "code" not in values:
+        current = await _scalar(conn, "SELECT code FROM twin.components WHERE id = %s", [fid])
+        if current is not None and current[6:-6] != values["class_code"]:
+            raise InvalidData(
+                f"component {fid} has code {current} of class {current[6:-6]}: changing the "
+                f"class changes the code, so send a code of class {values['class_code']} too"
+            )
     sets: list[sql.Composable] = [
-        sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder()) for k in values
+        sql.SQL("attributes = attributes || {}").format(sql.Placeholder())
+        if partial and k == "attributes"
+        else sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder())
+        for k in values
     ]
     params: list[Any] = list(values.values())
+    if "code" in values:
+        await _advance_sequence(conn, values["code"])
     if change.geom is not None:
         sets.append(sql.SQL("geom = ST_SetSRID(ST_GeomFromGeoJSON(%s), 4326)"))
         params.append(change.geom)
@@ -251,11 +271,17 @@ RESTORABLE = ("code", "class_code", "status", *TEXT_FIELDS, *DATE_FIELDS, "attri
 async def restore(conn: psycopg.AsyncConnection, fid: int, to_version: int | None) -> int:
     """Undelete, and with ``to_version`` bring back that version's values and place."""
     if to_version is None:
-        cur = await conn.execute(
-            "UPDATE twin.components SET deleted_at = NULL WHERE id = %s "
-            "AND deleted_at IS NOT NULL RETURNING version",
-            [fid],
-        )
+        try:
+            cur = await conn.execute(
+                "UPDATE twin.components SET deleted_at = NULL WHERE id = %s "
+                "AND deleted_at IS NOT NULL RETURNING version",
+                [fid],
+            )
+        except psycopg.errors.UniqueViolation:
+            raise Conflict(
+                f"component {fid}'s code belongs to another current component "
+                "now; change or delete that one first"
+            ) from None
         row = await cur.fetchone()
         if row is None:
             raise NotFound(f"no deleted component {fid}: give ?version= to restore a prior state")
@@ -267,7 +293,13 @@ async def restore(conn: psycopg.AsyncConnection, fid: int, to_version: int | Non
         "UPDATE twin.components SET {}, deleted_at = NULL, geom = ST_SetSRID("
         "ST_GeomFromGeoJSON(%s), 4326) WHERE id = %s RETURNING version"
     ).format(sql.SQL(", ").join(sets))
-    new = await _scalar(conn, query, [*params, json.dumps(state["geom"]), fid])
+    try:
+        new = await _scalar(conn, query, [*params, json.dumps(state["geom"]), fid])
+    except psycopg.errors.UniqueViolation:
+        raise Conflict(
+            f"code {state.get('code')} belongs to another current component now; "
+            "change or delete that one first"
+        ) from None
     if new is None:
         raise NotFound(f"no component {fid}")
     return int(new)

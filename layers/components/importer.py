@@ -376,7 +376,7 @@ def _duplicates(rows: list[_Row], src: SourceData, ctx: _Context) -> list[Proble
 def _taken(conn: psycopg.Connection, rows: list[_Row], ctx: _Context) -> list[Problem]:
     codes = [r.code for r in rows if r.code]
     found = conn.execute(
-        "SELECT code FROM twin.components WHERE code = ANY(%s)", (codes,)
+        "SELECT code FROM twin.components WHERE code = ANY(%s) AND deleted_at IS NULL", (codes,)
     ).fetchall()
     taken = {str(c) for (c,) in found}
     why = "is already in the components (import with mode replace to reload them all)"
@@ -424,7 +424,10 @@ def _write(
     # One component import at a time: a replace must not interleave with another's append.
     conn.execute("SELECT pg_advisory_xact_lock(hashtext('twin.components.import'))")
     if report.mode == "replace":
-        report.replaced = conn.execute("DELETE FROM twin.components").rowcount
+        # Soft: replaced components keep their last state and history, and can be restored.
+        report.replaced = conn.execute(
+            "UPDATE twin.components SET deleted_at = now() WHERE deleted_at IS NULL"
+        ).rowcount
     # First past the file's own codes, so the codes generated next come after them.
     advance_past(conn, [r.code for r in rows if r.code])
     report.generated = _generate_codes(conn, rows, width)

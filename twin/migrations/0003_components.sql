@@ -23,7 +23,7 @@ CREATE TABLE twin.component_sequences (
 
 CREATE TABLE twin.components (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    code        text NOT NULL UNIQUE CHECK (code ~ '^[0-9]{16,17}$'),
+    code        text NOT NULL CHECK (code ~ '^[0-9]{16,17}$'),
     class_code  text NOT NULL REFERENCES twin.component_classes (class_code),
     name        text NOT NULL DEFAULT '',
     status      text NOT NULL DEFAULT '完好'
@@ -45,6 +45,8 @@ CREATE TABLE twin.components (
     updated_at  timestamptz NOT NULL DEFAULT now(),
     geom        geometry(Point, 4326) NOT NULL
 );
+-- A code names one current component; a deleted one keeps its code for its history.
+CREATE UNIQUE INDEX components_current_code ON twin.components (code) WHERE deleted_at IS NULL;
 CREATE INDEX components_geom ON twin.components USING gist (geom);
 CREATE INDEX components_class ON twin.components (class_code);
 CREATE INDEX components_unit_grid ON twin.components (unit_grid);
