@@ -364,3 +364,40 @@ def test_grid_codes_change_only_by_import(client, district):
         headers={"If-Match": etag},
     )
     assert r.status_code == 422 and "twin grid import" in r.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "kind", "says"),
+    [
+        (b"", "text/csv", "no points"),
+        (b"a,b\n1,2\n", "text/csv", "lon and lat"),
+        (b"id,lon,lat\n1,116.5,31.7\n2,116.5\n3,1,2,3,4\n", "text/csv", "cannot be read"),
+        (b"{not json", "application/geo+json", "not JSON"),
+        (b"[1, 2]", "application/geo+json", "FeatureCollection"),
+        (json.dumps({"type": "FeatureCollection", "features": [
+            {"type": "Feature", "properties": {},
+             "geometry": {"type": "LineString", "coordinates": [[116.5, 31.7], [116.6, 31.8]]}}]
+        }).encode(), "application/geo+json", "points only"),
+        (json.dumps({"type": "FeatureCollection", "features": [
+            {"type": "Feature", "properties": {},
+             "geometry": {"type": "Point", "coordinates": ["a", "b"]}}]}).encode(),
+         "application/geo+json", "numeric"),
+    ],
+)
+def test_bad_locate_bodies_are_4xx_before_any_answer(client, city, body, kind, says):
+    r = client.post("/grid/locate", content=body, headers={"Content-Type": kind})
+    assert r.status_code in (400, 422), r.text
+    assert says in r.json()["message"]
+
+
+def test_locate_with_a_bad_crs_is_400(client, city):
+    r = client.post("/grid/locate?crs=EPSG:0", content=b"lon,lat\n1,2\n",
+                    headers={"Content-Type": "text/csv"})
+    assert r.status_code == 400
+
+
+def test_geojson_locate_answers_null_geometries_as_invalid(client, city):
+    fc = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": None, "geometry": None}]}
+    doc = client.post("/grid/locate", json=fc).json()
+    assert doc["features"][0]["properties"]["status"] == "invalid"

@@ -119,21 +119,34 @@ async def locate_many(
     conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
     crs: Annotated[str | None, Query(description="CRS of the coordinates")] = None,
 ) -> Response:
-    index = await grid_index(request, conn)
+    """The whole body is read and checked first (a bad file is a 4xx, never a cut-off 200),
+    then the answer streams out block by block as each block is located."""
+    if crs:
+        parse_crs(crs)
     kind = request.headers.get("content-type", "").split(";")[0].strip()
-    if kind in ("text/csv", "text/plain", "application/csv"):
-        # The body is read chunk by chunk before answering (a streaming response may not read
-        # the request any more), then answered block by block as each is located.
-        chunks = [piece async for piece in request.stream()]
-        return StreamingResponse(_locate_csv(chunks, index, crs), media_type="text/csv")
-    if kind in ("application/geo+json", "application/json"):
-        body = await request.body()
-        return StreamingResponse(
-            _locate_geojson(body, index, crs), media_type="application/geo+json"
+    if kind not in (
+        "text/csv",
+        "text/plain",
+        "application/csv",
+        "application/geo+json",
+        "application/json",
+    ):
+        raise InvalidParameter(
+            "send the points as text/csv (with lon and lat columns) or application/geo+json"
         )
-    raise InvalidParameter(
-        "send the points as text/csv (with lon and lat columns) or application/geo+json"
-    )
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+    if not body.strip():
+        raise InvalidData("the body holds no points")
+    index = await grid_index(request, conn)
+    if kind.endswith("json"):
+        features, xy = _geojson_points(bytes(body))
+        return StreamingResponse(
+            _geojson_answer(features, xy, index, crs), media_type="application/geo+json"
+        )
+    blocks = _csv_blocks(bytes(body))
+    return StreamingResponse(_csv_answer(blocks, index, crs), media_type="text/csv")
 
 
 def _codes_table(index: GridIndex, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
@@ -145,55 +158,50 @@ def _codes_table(index: GridIndex, x: np.ndarray, y: np.ndarray) -> dict[str, np
     return out
 
 
-async def _locate_csv(
-    chunks: list[bytes], index: GridIndex, crs: str | None
-) -> AsyncIterator[bytes]:
-    """Answer the CSV block by block (about 4 MB each), each as soon as it is located."""
-    header: list[str] | None = None
-    pending = bytearray()
-    for piece in chunks:
-        pending += piece  # bytearray: appends in place, no copy of what came before
-        if len(pending) < CHUNK_BYTES:
-            continue
-        cut = pending.rfind(b"\n") + 1
-        if cut == 0:
-            continue
-        block = bytes(pending[:cut])
-        del pending[:cut]
-        out, header = _locate_block(block, header, index, crs)
-        yield out
-    if pending.strip():
-        out, header = _locate_block(bytes(pending), header, index, crs)
-        yield out
-    elif header is None:
-        yield b"status\n"
-
-
-def _locate_block(
-    block: bytes, header: list[str] | None, index: GridIndex, crs: str | None
-) -> tuple[bytes, list[str]]:
-    first = header is None
-    read = pacsv.ReadOptions(column_names=header) if header else pacsv.ReadOptions()
-    convert = pacsv.ConvertOptions(strings_can_be_null=False)
-    if header:
-        convert.column_types = {c: pa.string() for c in header}
-    else:
-        names = block.split(b"\n", 1)[0].decode("utf-8-sig").strip().split(",")
-        convert.column_types = {c: pa.string() for c in names}
-    table = pacsv.read_csv(io.BytesIO(block), read_options=read, convert_options=convert)
-    header = table.column_names
-    lon_col = next((c for c in header if c.lower() in LON_NAMES), None)
-    lat_col = next((c for c in header if c.lower() in LAT_NAMES), None)
+def _csv_blocks(body: bytes) -> list[pa.Table]:
+    """The CSV as tables of about 4 MB, every column as text; refused whole if unreadable."""
+    header_end = body.find(b"\n")
+    header_line = (body if header_end < 0 else body[:header_end]).decode("utf-8-sig").strip()
+    names = [n.strip() for n in header_line.split(",")]
+    lon_col = next((c for c in names if c.lower() in LON_NAMES), None)
+    lat_col = next((c for c in names if c.lower() in LAT_NAMES), None)
     if lon_col is None or lat_col is None:
-        raise InvalidData("the CSV needs lon and lat columns (or longitude/latitude, x/y)")
-    x = _numbers(table.column(lon_col))
-    y = _numbers(table.column(lat_col))
-    x, y = _to_lonlat(x, y, crs)
-    for name, values in _codes_table(index, x, y).items():
-        table = table.append_column(name, pa.array(values.astype(str), type=pa.string()))
-    buf = io.BytesIO()
-    pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=first))
-    return buf.getvalue(), header
+        raise InvalidData(
+            "the CSV needs a header line with lon and lat columns (or longitude/latitude, x/y)"
+        )
+    convert = pacsv.ConvertOptions(
+        column_types={c: pa.string() for c in names}, strings_can_be_null=False
+    )
+    blocks, start, first = [], 0, True
+    while start < len(body):
+        cut = body.rfind(b"\n", start, start + CHUNK_BYTES) + 1
+        if cut <= start or start + CHUNK_BYTES >= len(body):
+            cut = len(body)
+        read = pacsv.ReadOptions() if first else pacsv.ReadOptions(column_names=names)
+        try:
+            table = pacsv.read_csv(
+                io.BytesIO(body[start:cut]), read_options=read, convert_options=convert
+            )
+        except pa.ArrowInvalid as exc:
+            raise InvalidData(f"the CSV cannot be read: {str(exc).splitlines()[0]}") from None
+        blocks.append(table)
+        start, first = cut, False
+    return blocks
+
+
+async def _csv_answer(
+    blocks: list[pa.Table], index: GridIndex, crs: str | None
+) -> AsyncIterator[bytes]:
+    for i, table in enumerate(blocks):
+        names = table.column_names
+        lon_col = next(c for c in names if c.lower() in LON_NAMES)
+        lat_col = next(c for c in names if c.lower() in LAT_NAMES)
+        x, y = _to_lonlat(_numbers(table.column(lon_col)), _numbers(table.column(lat_col)), crs)
+        for name, values in _codes_table(index, x, y).items():
+            table = table.append_column(name, pa.array(values.astype(str), type=pa.string()))
+        buf = io.BytesIO()
+        pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=i == 0))
+        yield buf.getvalue()
 
 
 def _numbers(column: pa.ChunkedArray) -> np.ndarray:
@@ -205,25 +213,57 @@ def _numbers(column: pa.ChunkedArray) -> np.ndarray:
     return pc.cast(safe, pa.float64()).to_numpy(zero_copy_only=False)
 
 
-async def _locate_geojson(body: bytes, index: GridIndex, crs: str | None) -> AsyncIterator[bytes]:
+def _geojson_points(body: bytes) -> tuple[list[dict], np.ndarray]:
+    """Features and their point coordinates; a feature without a geometry is 'invalid'."""
     try:
         doc = json.loads(body)
-        features = doc["features"] if doc.get("type") == "FeatureCollection" else [doc]
-        coords = [f["geometry"]["coordinates"][:2] for f in features]
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise InvalidData("the body is not a GeoJSON FeatureCollection of Point features") from None
-    xy = np.array(coords, dtype="float64").reshape(-1, 2)
+    except ValueError:
+        raise InvalidData("the body is not JSON: send a GeoJSON FeatureCollection") from None
+    if not isinstance(doc, dict) or doc.get("type") not in ("FeatureCollection", "Feature"):
+        raise InvalidData("send a GeoJSON FeatureCollection (or one Feature) of points")
+    features = doc.get("features") if doc["type"] == "FeatureCollection" else [doc]
+    if not isinstance(features, list):
+        raise InvalidData("features must be a list")
+    xy = np.full((len(features), 2), np.nan)
+    for i, feature in enumerate(features):
+        geometry = feature.get("geometry") if isinstance(feature, dict) else None
+        if geometry is None:
+            continue  # answered with status 'invalid'
+        coords = geometry.get("coordinates") if isinstance(geometry, dict) else None
+        if (geometry.get("type") if isinstance(geometry, dict) else None) != "Point" or not (
+            isinstance(coords, list)
+            and len(coords) >= 2
+            and all(isinstance(c, int | float) for c in coords[:2])
+        ):
+            raise InvalidData(
+                f"feature {i + 1} is not a Point with numeric coordinates; locate takes points only"
+            )
+        xy[i] = coords[:2]
+    return features, xy
+
+
+async def _geojson_answer(
+    features: list[dict], xy: np.ndarray, index: GridIndex, crs: str | None
+) -> AsyncIterator[bytes]:
     x, y = _to_lonlat(xy[:, 0], xy[:, 1], crs)
     table = _codes_table(index, x, y)
+    parts: list[str] = []
+    size = 0
     yield b'{"type":"FeatureCollection","features":['
     for i, feature in enumerate(features):
-        props = dict(feature.get("properties") or {})
+        props = feature.get("properties") if isinstance(feature, dict) else None
+        props = dict(props) if isinstance(props, dict) else {}
         props.update({k: str(v[i]) for k, v in table.items()})
-        feature = {"type": "Feature", "geometry": feature["geometry"], "properties": props}
-        if "id" in features[i]:
-            feature["id"] = features[i]["id"]
-        yield (("," if i else "") + json.dumps(feature, ensure_ascii=False)).encode()
-    yield b"]}"
+        out = {"type": "Feature", "geometry": feature.get("geometry"), "properties": props}
+        if "id" in feature:
+            out["id"] = feature["id"]
+        text = ("," if i else "") + json.dumps(out, ensure_ascii=False)
+        parts.append(text)
+        size += len(text)
+        if size > 1 << 20:  # about 1 MB a chunk
+            yield "".join(parts).encode()
+            parts, size = [], 0
+    yield ("".join(parts) + "]}").encode()
 
 
 @router.get("/stats", summary="Aggregate a layer by grid cell (count, length or area)")
