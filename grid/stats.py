@@ -34,12 +34,41 @@ def check_measure(measure: str, layer: Layer) -> None:
         )
 
 
-def _measure_sql(measure: str) -> sql.Composable:
+def _owned_sql(layer: Layer, measure: str, group_col: sql.Composable) -> sql.Composable:
+    """(code, grp, value) rows where every point, and every piece of a line, has one owner.
+
+    A point on a shared edge belongs to the cell with the smallest code (as in locate); a
+    piece of line lying along a shared edge is clipped into both cells with the same
+    midpoint, and also goes to the smaller code, so nothing is counted twice.
+    """
+    table = sql.Identifier(layer.schema_name, layer.table_name)
+    pairs = sql.SQL("FROM cells c JOIN {} t ON ST_Intersects(c.geom, t.geom)").format(table)
+    if measure == "count" and "Point" in layer.geometry_type:
+        return sql.SQL(
+            "SELECT DISTINCT ON (t.fid) c.code, {g} AS grp, 1.0 AS value {pairs} "
+            "ORDER BY t.fid, c.code"
+        ).format(g=group_col, pairs=pairs)
     if measure == "count":
-        return sql.SQL("count(t.geom)::double precision")
-    if measure == "length":
-        return sql.SQL("coalesce(sum(ST_Length(ST_Intersection(t.geom, c.geom)::geography)), 0)")
-    return sql.SQL("coalesce(sum(ST_Area(ST_Intersection(t.geom, c.geom)::geography)), 0)")
+        return sql.SQL("SELECT c.code, {g} AS grp, 1.0 AS value {pairs}").format(
+            g=group_col, pairs=pairs
+        )
+    if measure == "area":
+        return sql.SQL(
+            "SELECT c.code, {g} AS grp, ST_Area(ST_Intersection(t.geom, c.geom)::geography) "
+            "AS value {pairs}"
+        ).format(g=group_col, pairs=pairs)
+    return sql.SQL(
+        """
+        SELECT DISTINCT ON (p.fid, ST_AsBinary(p.mid)) p.code, p.grp,
+               ST_Length(p.piece::geography) AS value
+        FROM (
+            SELECT c.code, {g} AS grp, t.fid, d.geom AS piece,
+                   ST_SnapToGrid(ST_LineInterpolatePoint(d.geom, 0.5), 1e-9) AS mid
+            {pairs}, ST_Dump(ST_CollectionExtract(ST_Intersection(t.geom, c.geom), 2)) d
+        ) p
+        ORDER BY p.fid, ST_AsBinary(p.mid), p.code
+        """
+    ).format(g=group_col, pairs=pairs)
 
 
 def stats_sql(level: str, layer: Layer, measure: str, group: str | None) -> sql.Composed:
@@ -51,24 +80,24 @@ def stats_sql(level: str, layer: Layer, measure: str, group: str | None) -> sql.
             f"unknown group field {group!r} in {layer.name!r}; it has: "
             f"{', '.join(layer.field_names)}"
         )
-    table = sql.Identifier(layer.schema_name, layer.table_name)
     group_col = sql.SQL("t.{}::text").format(sql.Identifier(group)) if group else sql.SQL("NULL")
     return sql.SQL(
         """
-        SELECT c.code, c.name, {group_col} AS grp, {measure} AS value
-        FROM twin.grid_cells c
-        LEFT JOIN {table} t ON ST_Intersects(c.geom, t.geom)
-        WHERE c.level = %s AND c.valid_to IS NULL
-        GROUP BY c.code, c.name, grp
-        ORDER BY c.code, grp
+        WITH cells AS (
+            SELECT code, name, geom FROM twin.grid_cells WHERE level = %s AND valid_to IS NULL
+        ), owned AS ({owned})
+        SELECT c.code, c.name, o.grp, coalesce(sum(o.value), 0) AS value
+        FROM cells c LEFT JOIN owned o ON o.code = c.code
+        GROUP BY c.code, c.name, o.grp
+        ORDER BY c.code, o.grp
         """
-    ).format(group_col=group_col, measure=_measure_sql(measure), table=table)
+    ).format(owned=_owned_sql(layer, measure, group_col))
 
 
 async def grid_stats(
     conn: psycopg.AsyncConnection, level: str, layer: Layer, measure: str, group: str | None
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """One dict per cell: code, name, total and (with a group) one key per group value."""
+    """One dict per cell: code, name, total and (with a group) a key "FIELD=value" per value."""
     cur = await conn.execute(stats_sql(level, layer, measure, group), [level])
     rows = await cur.fetchall()
     cells: dict[str, dict[str, Any]] = {}
@@ -77,9 +106,10 @@ async def grid_stats(
         cell = cells.setdefault(code, {"code": code, "name": name, "total": 0.0})
         cell["total"] += float(value)
         if group is not None and grp is not None:
-            if grp not in groups:
-                groups.append(grp)
-            cell[grp] = float(value)
+            key = f"{group}={grp}"  # never collides with code, name or total
+            if key not in groups:
+                groups.append(key)
+            cell[key] = float(value)
     if len(groups) > MAX_GROUPS:
         raise InvalidParameter(
             f"group field {group!r} has {len(groups)} values; at most {MAX_GROUPS} can be columns"

@@ -264,7 +264,9 @@ def test_stats_count_components_per_community_by_status(client, city):
     rows = list(csv.DictReader(io.StringIO(r.text)))
     frame = pyogrio.read_dataframe(city / "components.gpkg")
     assert sum(int(row["total"]) for row in rows) == len(frame)
-    assert sum(int(row.get("完好", 0)) for row in rows) == int((frame["status"] == "完好").sum())
+    assert sum(int(row.get("status=完好", 0)) for row in rows) == int(
+        (frame["status"] == "完好").sum()
+    )
 
 
 def test_stats_geojson_is_a_choropleth_with_zero_cells(client, city):
@@ -374,14 +376,41 @@ def test_grid_codes_change_only_by_import(client, district):
         (b"id,lon,lat\n1,116.5,31.7\n2,116.5\n3,1,2,3,4\n", "text/csv", "cannot be read"),
         (b"{not json", "application/geo+json", "not JSON"),
         (b"[1, 2]", "application/geo+json", "FeatureCollection"),
-        (json.dumps({"type": "FeatureCollection", "features": [
-            {"type": "Feature", "properties": {},
-             "geometry": {"type": "LineString", "coordinates": [[116.5, 31.7], [116.6, 31.8]]}}]
-        }).encode(), "application/geo+json", "points only"),
-        (json.dumps({"type": "FeatureCollection", "features": [
-            {"type": "Feature", "properties": {},
-             "geometry": {"type": "Point", "coordinates": ["a", "b"]}}]}).encode(),
-         "application/geo+json", "numeric"),
+        (
+            json.dumps(
+                {
+                    "type": "FeatureCollection",
+                    "features": [
+                        {
+                            "type": "Feature",
+                            "properties": {},
+                            "geometry": {
+                                "type": "LineString",
+                                "coordinates": [[116.5, 31.7], [116.6, 31.8]],
+                            },
+                        }
+                    ],
+                }
+            ).encode(),
+            "application/geo+json",
+            "points only",
+        ),
+        (
+            json.dumps(
+                {
+                    "type": "FeatureCollection",
+                    "features": [
+                        {
+                            "type": "Feature",
+                            "properties": {},
+                            "geometry": {"type": "Point", "coordinates": ["a", "b"]},
+                        }
+                    ],
+                }
+            ).encode(),
+            "application/geo+json",
+            "numeric",
+        ),
     ],
 )
 def test_bad_locate_bodies_are_4xx_before_any_answer(client, city, body, kind, says):
@@ -391,13 +420,45 @@ def test_bad_locate_bodies_are_4xx_before_any_answer(client, city, body, kind, s
 
 
 def test_locate_with_a_bad_crs_is_400(client, city):
-    r = client.post("/grid/locate?crs=EPSG:0", content=b"lon,lat\n1,2\n",
-                    headers={"Content-Type": "text/csv"})
+    r = client.post(
+        "/grid/locate?crs=EPSG:0", content=b"lon,lat\n1,2\n", headers={"Content-Type": "text/csv"}
+    )
     assert r.status_code == 400
 
 
 def test_geojson_locate_answers_null_geometries_as_invalid(client, city):
-    fc = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": None, "geometry": None}]}
+    fc = {
+        "type": "FeatureCollection",
+        "features": [{"type": "Feature", "properties": None, "geometry": None}],
+    }
     doc = client.post("/grid/locate", json=fc).json()
     assert doc["features"][0]["properties"]["status"] == "invalid"
+
+
+def test_stats_count_and_measure_shared_edges_once(client, pg_url, district, tmp_path):
+    from layers.importer import import_file
+
+    h = D / 2
+    on_edge = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"k": "a"},
+         "geometry": {"type": "Point", "coordinates": [X0 + h, Y0 + h / 2]}},
+        {"type": "Feature", "properties": {"k": "b"},
+         "geometry": {"type": "Point", "coordinates": [X0 + h / 2, Y0 + h / 2]}}]}
+    along = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"k": "pipe"},
+         "geometry": {"type": "LineString",
+                      "coordinates": [[X0 + h, Y0 + 0.001], [X0 + h, Y0 + h - 0.001]]}}]}
+    with psycopg.connect(pg_url) as conn:
+        import_grid(conn, write(tmp_path, "units", quarters()), "unit", SETTINGS)
+        conn.commit()
+        for name, doc in (("edge_points", on_edge), ("edge_lines", along)):
+            path = tmp_path / f"{name}.geojson"
+            path.write_text(json.dumps(doc))
+            import_file(conn, path, layer_name=name, mode="replace")
+    client.app.state.catalog._loaded_at = 0
+    rows = client.get("/grid/stats?layer=edge_points&level=unit").json()["features"]
+    ours = {f["id"]: f["properties"]["total"] for f in rows if f["id"].startswith("420101")}
+    assert sum(ours.values()) == 2
+    rows = client.get("/grid/stats?layer=edge_lines&level=unit&measure=length").json()["features"]
+    length = sum(f["properties"]["total"] for f in rows if f["id"].startswith("420101"))
+    assert length == pytest.approx((h - 0.002) * 110_800, rel=0.01)  # metres, once
