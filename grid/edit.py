@@ -15,6 +15,7 @@ import shapely
 from psycopg import sql
 
 from grid.codes import check_level
+from grid.store import reassign_components
 from layers import versioned
 from twin.errors import Conflict, InvalidData
 
@@ -56,7 +57,39 @@ def parse_cell(feature: Any, *, partial: bool) -> tuple[dict[str, Any], str | No
         raise InvalidData(f"a grid cell is a polygon, not a {shape.geom_type}")
     if not shape.is_valid:
         raise InvalidData(f"invalid polygon: {shapely.is_valid_reason(shape)}")
+    west, south, east, north = shape.bounds
+    if west < -180 or east > 180 or south < -90 or north > 90:
+        raise InvalidData("coordinates must be longitude, latitude (CRS84)")
     return values, str(shapely.to_geojson(shape))
+
+
+_FITS = """
+WITH n AS (SELECT ST_Multi(ST_SetSRID(ST_GeomFromGeoJSON(%(g)s), 4326)) AS g),
+     me AS (SELECT parent_code, level FROM twin.grid_cells WHERE id = %(id)s)
+SELECT
+  (SELECT ST_Area(ST_Difference(n.g, p.geom)::geography) FROM twin.grid_cells p, me
+   WHERE p.code = me.parent_code AND p.valid_to IS NULL),
+  (SELECT string_agg(s.code || ' (' || round(ST_Area(ST_Intersection(n.g, s.geom)::geography))
+                     || ' m²)', ', ' ORDER BY s.code)
+   FROM twin.grid_cells s, me
+   WHERE s.level = me.level AND s.valid_to IS NULL AND s.id <> %(id)s
+     AND ST_Intersects(s.geom, n.g)
+     AND ST_Area(ST_Intersection(n.g, s.geom)::geography) > %(tol)s)
+FROM n
+"""
+
+
+async def check_fit(
+    conn: psycopg.AsyncConnection, fid: int, geom: str, tolerance_m2: float = 1.0
+) -> None:
+    """A new boundary stays inside the parent and off the siblings, as an import requires."""
+    cur = await conn.execute(_FITS, {"g": geom, "id": fid, "tol": tolerance_m2})
+    row = await cur.fetchone()
+    outside, overlaps = row if row else (None, None)
+    if outside is not None and outside > tolerance_m2:
+        raise InvalidData(f"the new boundary extends {outside:,.1f} m² outside the parent cell")
+    if overlaps:
+        raise InvalidData(f"the new boundary overlaps {overlaps}")
 
 
 async def update(
@@ -72,13 +105,18 @@ async def update(
     sets: list[sql.Composable] = [sql.SQL("{} = %s").format(sql.Identifier(k)) for k in values]
     params: list[Any] = list(values.values())
     if geom is not None:
+        await check_fit(conn, fid, geom)
         sets.append(sql.SQL("geom = ST_Multi(ST_SetSRID(ST_GeomFromGeoJSON(%s), 4326))"))
         params.append(geom)
     if not sets:
         raise InvalidData("nothing to change: send name, note or a geometry")
-    return await versioned.guarded_update(
-        conn, table(level), fid, version, sql.SQL(", ").join(sets), params
-    )
+    async with conn.transaction():
+        new = await versioned.guarded_update(
+            conn, table(level), fid, version, sql.SQL(", ").join(sets), params
+        )
+        if geom is not None and level == "unit":
+            await conn.execute(reassign_components())  # components follow the new boundary
+    return new
 
 
 async def retire(conn: psycopg.AsyncConnection, level: str, fid: int, version: int) -> int:

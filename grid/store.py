@@ -142,10 +142,11 @@ def import_grid(
     report.findings += checks.gaps(
         sub_parents, metres[idx], parent_geoms, metric, tol, fatal=not allow_gaps
     )
+    valid_from, date_findings = _dates(src.attributes, codes)
+    report.findings += date_findings
     if report.fatal:
         raise GridRejected(report)
     say("writing")
-    valid_from = _dates(src.attributes, len(codes))
     notes = [
         _text(n) or None for n in (_column(src.attributes, NOTE_FIELDS) or [None] * len(codes))
     ]
@@ -154,6 +155,8 @@ def import_grid(
         report.retired = _retire(conn, level, codes, sorted({p for p in parents if p}))
         _insert(conn, level, codes, names, parents, final, metres, valid_from, notes, path.name)
         register_level(conn, level)
+        if level == "unit":
+            reassign_components(conn)
     report.cells = len(codes)
     return report
 
@@ -207,27 +210,36 @@ def _parent_findings(
     return findings
 
 
-def _dates(attributes: pa.Table, n: int) -> list[dt.date]:
-    values = _column(attributes, FROM_FIELDS) or [None] * n
-    out = []
-    for v in values:
+def _dates(attributes: pa.Table, codes: list[str]) -> tuple[list[dt.date], list[checks.Finding]]:
+    """valid_from of each cell (today when the file has none); unreadable dates are findings."""
+    values = _column(attributes, FROM_FIELDS) or [None] * len(codes)
+    out, findings = [], []
+    for code, v in zip(codes, values, strict=True):
         if isinstance(v, dt.datetime):
             out.append(v.date())
         elif isinstance(v, dt.date):
             out.append(v)
+        elif v is None or str(v).strip() == "":
+            out.append(dt.date.today())
         else:
+            text = str(v).strip().replace("/", "-").replace(".", "-")
             try:
-                out.append(dt.date.fromisoformat(str(v)[:10]))
+                out.append(dt.date.fromisoformat(text[:10]))
             except ValueError:
                 out.append(dt.date.today())
-    return out
+                findings.append(
+                    checks.Finding(
+                        code, "date", f"cell {code}: valid_from {v!r} is not a date (YYYY-MM-DD)"
+                    )
+                )
+    return out, findings
 
 
 def _retire(conn: psycopg.Connection, level: str, codes: list[str], parents: list[str]) -> int:
     """End the current cells this import replaces: the same codes, and for levels below the
     district every cell under the parents the file covers (the file is their whole level)."""
     cur = conn.execute(
-        "UPDATE twin.grid_cells SET valid_to = current_date "
+        "UPDATE twin.grid_cells SET valid_to = greatest(current_date, valid_from) "
         "WHERE level = %s AND valid_to IS NULL "
         "AND (code = ANY(%s) OR parent_code = ANY(%s))",
         (level, codes, parents),
@@ -256,6 +268,20 @@ def _insert(conn, level, codes, names, parents, lonlat, metres, valid_from, note
                     shapely.to_wkb(shapely.set_srid(multi[i], 4326), hex=True, include_srid=True),
                 )
             )
+
+
+def reassign_components(conn: psycopg.Connection | None = None) -> str:
+    """Components whose unit grid no longer holds them get the one that does (and a version).
+
+    Returns the statement, so the async editing path runs the very same SQL.
+    """
+    query = (
+        "UPDATE twin.components SET unit_grid = twin.unit_grid_at(geom) "
+        "WHERE deleted_at IS NULL AND unit_grid IS DISTINCT FROM twin.unit_grid_at(geom)"
+    )
+    if conn is not None:
+        conn.execute(query)
+    return query
 
 
 def import_grid_folder(

@@ -24,6 +24,7 @@ class VersionedTable:
     history: str  # its history table in schema twin
     alive: str  # SQL condition of a current row, e.g. "deleted_at IS NULL"
     label: str  # what a row is called in messages
+    scope: str = "TRUE"  # SQL condition of the rows this collection may touch at all
 
     def ident(self, name: str) -> sql.Identifier:
         return sql.Identifier("twin", name)
@@ -85,22 +86,22 @@ async def guarded_update(
 async def history(conn: psycopg.AsyncConnection, vt: VersionedTable, fid: int) -> list[dict]:
     """Every replaced state of a row, oldest first, then the current one."""
     cur = await conn.execute(
+        sql.SQL(
+            "SELECT version, updated_at, to_jsonb(t) - 'geom' || jsonb_build_object("
+            "'geom', ST_AsGeoJSON(geom)::jsonb) FROM {} t WHERE id = %s AND {}"
+        ).format(vt.ident(vt.table), sql.SQL(vt.scope)),
+        [fid],
+    )
+    now = await cur.fetchone()
+    if now is None:  # no such row in this collection (ids of other collections included)
+        raise NotFound(f"no {vt.label} {fid}")
+    cur = await conn.execute(
         sql.SQL("SELECT version, replaced_at, state FROM {} WHERE id = %s ORDER BY version").format(
             vt.ident(vt.history)
         ),
         [fid],
     )
     rows = await cur.fetchall()
-    cur = await conn.execute(
-        sql.SQL(
-            "SELECT version, updated_at, to_jsonb(t) - 'geom' || jsonb_build_object("
-            "'geom', ST_AsGeoJSON(geom)::jsonb) FROM {} t WHERE id = %s"
-        ).format(vt.ident(vt.table)),
-        [fid],
-    )
-    now = await cur.fetchone()
-    if now is None:
-        raise NotFound(f"no {vt.label} {fid}")
     out = [{"version": v, "replaced_at": t.isoformat(), "state": s} for v, t, s in rows]
     out.append({"version": now[0], "current": True, "since": now[1].isoformat(), "state": now[2]})
     return out

@@ -268,3 +268,31 @@ def test_restoring_a_deleted_component_whose_code_was_reused_is_a_conflict(edita
     create(editable, lamp(X0 + 0.0094, Y0 + 0.0094, code=code))  # the code is free again
     r = editable.post(f"/collections/components/items/{fid}/restore")
     assert r.status_code == 409
+
+
+def test_nearby_with_an_unknown_class_is_400(editable):
+    r = editable.get(f"/components/nearby?lon={X0}&lat={Y0}&class=zz")
+    assert r.status_code == 400 and "unknown" in r.json()["message"]
+
+
+def test_components_follow_a_moved_unit_grid_boundary(editable):
+    fid = create(editable, lamp(X0 + 0.0097, Y0 + 0.0097))
+    assert read(editable, fid)[0]["properties"]["unit_grid"] == "43010200100101"
+    cells = editable.get(
+        "/collections/grid_unit/items", params={"filter": "code = '43010200100101'"}
+    ).json()["features"]
+    cell_id = cells[0]["id"]
+    r = editable.get(f"/collections/grid_unit/items/{cell_id}")
+    smaller = {
+        "type": "Polygon",
+        "coordinates": [
+            [[X0, Y0], [X0 + D / 2, Y0], [X0 + D / 2, Y0 + D / 2], [X0, Y0 + D / 2], [X0, Y0]]
+        ],
+    }
+    r = editable.put(
+        f"/collections/grid_unit/items/{cell_id}",
+        json={"type": "Feature", "geometry": smaller, "properties": {"name": "u"}},
+        headers={"If-Match": r.headers["etag"]},
+    )
+    assert r.status_code == 204, r.text
+    assert read(editable, fid)[0]["properties"]["unit_grid"] is None

@@ -439,15 +439,34 @@ def test_stats_count_and_measure_shared_edges_once(client, pg_url, district, tmp
     from layers.importer import import_file
 
     h = D / 2
-    on_edge = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"k": "a"},
-         "geometry": {"type": "Point", "coordinates": [X0 + h, Y0 + h / 2]}},
-        {"type": "Feature", "properties": {"k": "b"},
-         "geometry": {"type": "Point", "coordinates": [X0 + h / 2, Y0 + h / 2]}}]}
-    along = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"k": "pipe"},
-         "geometry": {"type": "LineString",
-                      "coordinates": [[X0 + h, Y0 + 0.001], [X0 + h, Y0 + h - 0.001]]}}]}
+    on_edge = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {"k": "a"},
+                "geometry": {"type": "Point", "coordinates": [X0 + h, Y0 + h / 2]},
+            },
+            {
+                "type": "Feature",
+                "properties": {"k": "b"},
+                "geometry": {"type": "Point", "coordinates": [X0 + h / 2, Y0 + h / 2]},
+            },
+        ],
+    }
+    along = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {"k": "pipe"},
+                "geometry": {
+                    "type": "LineString",
+                    "coordinates": [[X0 + h, Y0 + 0.001], [X0 + h, Y0 + h - 0.001]],
+                },
+            }
+        ],
+    }
     with psycopg.connect(pg_url) as conn:
         import_grid(conn, write(tmp_path, "units", quarters()), "unit", SETTINGS)
         conn.commit()
@@ -462,3 +481,62 @@ def test_stats_count_and_measure_shared_edges_once(client, pg_url, district, tmp
     rows = client.get("/grid/stats?layer=edge_lines&level=unit&measure=length").json()["features"]
     length = sum(f["properties"]["total"] for f in rows if f["id"].startswith("420101"))
     assert length == pytest.approx((h - 0.002) * 110_800, rel=0.01)  # metres, once
+
+
+def test_grid_cell_edits_keep_the_hierarchy_whole(client, pg_url, district, tmp_path):
+    with psycopg.connect(pg_url) as conn:
+        import_grid(conn, write(tmp_path, "units", quarters()), "unit", SETTINGS)
+    doc, etag = unit_cell(client, "42010100100103")
+    url = f"/collections/grid_unit/items/{doc['id']}"
+    h = D / 2
+    into_sibling = {
+        "type": "Polygon",
+        "coordinates": [
+            [[X0, Y0], [X0 + h * 1.5, Y0], [X0 + h * 1.5, Y0 + h], [X0, Y0 + h], [X0, Y0]]
+        ],
+    }
+    r = client.put(
+        url,
+        json={"type": "Feature", "geometry": into_sibling, "properties": {}},
+        headers={"If-Match": etag},
+    )
+    assert r.status_code == 422 and "overlaps 42010100100104" in r.json()["message"]
+    outside = {
+        "type": "Polygon",
+        "coordinates": [
+            [[X0 - h, Y0], [X0 + h, Y0], [X0 + h, Y0 + h], [X0 - h, Y0 + h], [X0 - h, Y0]]
+        ],
+    }
+    r = client.put(
+        url,
+        json={"type": "Feature", "geometry": outside, "properties": {}},
+        headers={"If-Match": etag},
+    )
+    assert r.status_code == 422 and "outside the parent" in r.json()["message"]
+    assert unit_cell(client, "42010100100103")[1] == etag  # nothing changed
+
+
+def test_unreadable_grid_dates_are_findings(conn, district, tmp_path):
+    frame = gpd.GeoDataFrame(
+        {
+            "code": [c for c, _, _ in quarters()],
+            "name": ["x"] * 4,
+            "valid_from": ["2020-01-31", "2020/02/01", "someday", None],
+        },
+        geometry=[g for _, _, g in quarters()],
+        crs=4326,
+    )
+    path = tmp_path / "dated.gpkg"
+    frame.to_file(path, engine="pyogrio")
+    with pytest.raises(GridRejected) as err:
+        import_grid(conn, path, "unit", SETTINGS)
+    assert [f.message for f in err.value.report.fatal] == [
+        "cell 42010100100103: valid_from 'someday' is not a date (YYYY-MM-DD)"
+    ]
+    conn.rollback()
+
+
+def test_history_of_one_level_does_not_show_another_levels_cell(client, district):
+    doc, _ = unit_cell(client, "42010100100101")
+    r = client.get(f"/collections/grid_district/items/{doc['id']}/history")
+    assert r.status_code == 404

@@ -186,6 +186,12 @@ async def nearby(
     class_: Annotated[str | None, Query(alias="class", description="Class code, e.g. 0118")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> Response:
+    if class_ is not None:
+        cur = await conn.execute(
+            "SELECT 1 FROM twin.component_classes WHERE class_code = %s", [class_]
+        )
+        if await cur.fetchone() is None:
+            raise InvalidParameter(f"class {class_!r} is unknown: use a class code such as 0118")
     # The index finds candidates inside a box a little larger than the circle (degrees of
     # longitude shrink with latitude); exact distances on the spheroid then filter and sort.
     cur = await conn.execute(
