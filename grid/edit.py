@@ -24,12 +24,13 @@ READ_ONLY = ("fid", "code", "parent_code", "area_m2", "valid_from", "version")
 
 
 def table(level: str) -> versioned.VersionedTable:
-    check_level(level)
+    check_level(level)  # one of four fixed words, never free text from a request
     return versioned.VersionedTable(
         "grid_cells",
         "grid_cells_history",
         f"valid_to IS NULL AND level = '{level}'",
         f"{level} grid cell",
+        scope=f"level = '{level}'",
     )
 
 

@@ -486,6 +486,7 @@ def test_stats_count_and_measure_shared_edges_once(client, pg_url, district, tmp
 def test_grid_cell_edits_keep_the_hierarchy_whole(client, pg_url, district, tmp_path):
     with psycopg.connect(pg_url) as conn:
         import_grid(conn, write(tmp_path, "units", quarters()), "unit", SETTINGS)
+    client.app.state.catalog._loaded_at = 0
     doc, etag = unit_cell(client, "42010100100103")
     url = f"/collections/grid_unit/items/{doc['id']}"
     h = D / 2
@@ -536,7 +537,11 @@ def test_unreadable_grid_dates_are_findings(conn, district, tmp_path):
     conn.rollback()
 
 
-def test_history_of_one_level_does_not_show_another_levels_cell(client, district):
+def test_history_of_one_level_does_not_show_another_levels_cell(client, pg_url, district,
+                                                                tmp_path):
+    with psycopg.connect(pg_url) as conn:
+        import_grid(conn, write(tmp_path, "units", quarters()), "unit", SETTINGS)
+    client.app.state.catalog._loaded_at = 0
     doc, _ = unit_cell(client, "42010100100101")
     r = client.get(f"/collections/grid_district/items/{doc['id']}/history")
     assert r.status_code == 404
