@@ -139,6 +139,8 @@ def import_grid(
         sub_codes, sub_parents, metres[idx], parent_geoms, metric, tol
     )
     report.findings += checks.overlaps(sub_codes, metres[idx], metric, tol)
+    if level == "district":  # districts have no parent to keep them apart: compare with the rest
+        report.findings += _overlaps_with_others(conn, sub_codes, metres[idx], metric, tol)
     report.findings += checks.gaps(
         sub_parents, metres[idx], parent_geoms, metric, tol, fatal=not allow_gaps
     )
@@ -159,6 +161,40 @@ def import_grid(
             reassign_components(conn)
     report.cells = len(codes)
     return report
+
+
+def _overlaps_with_others(
+    conn: psycopg.Connection,
+    codes: list[str],
+    geoms_m: np.ndarray,
+    metric: checks.Metric,
+    tol: checks.Tolerance,
+) -> list[checks.Finding]:
+    """New districts against the current districts this import does not replace."""
+    rows = conn.execute(
+        "SELECT code, ST_AsBinary(geom) FROM twin.grid_cells WHERE level = 'district' "
+        "AND valid_to IS NULL AND NOT (code = ANY(%s))",
+        (codes,),
+    ).fetchall()
+    findings = []
+    for other, wkb in rows:
+        other_m = metric.to_metres(np.array([shapely.from_wkb(bytes(wkb))]))[0]
+        for code, geom in zip(codes, geoms_m, strict=True):
+            shared = shapely.intersection(geom, other_m)
+            area = tol.significant(shared)
+            if area:
+                lon, lat = checks.where(metric, shared)
+                findings.append(
+                    checks.Finding(
+                        code,
+                        "overlap",
+                        f"district {code} overlaps district {other} by {area:,.1f} m²",
+                        lon,
+                        lat,
+                        area,
+                    )
+                )
+    return findings
 
 
 def _code_findings(codes: list[str], level: str, settings: GridSettings) -> list[checks.Finding]:

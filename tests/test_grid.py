@@ -537,11 +537,20 @@ def test_unreadable_grid_dates_are_findings(conn, district, tmp_path):
     conn.rollback()
 
 
-def test_history_of_one_level_does_not_show_another_levels_cell(client, pg_url, district,
-                                                                tmp_path):
+def test_history_of_one_level_does_not_show_another_levels_cell(client, pg_url, district, tmp_path):
     with psycopg.connect(pg_url) as conn:
         import_grid(conn, write(tmp_path, "units", quarters()), "unit", SETTINGS)
     client.app.state.catalog._loaded_at = 0
     doc, _ = unit_cell(client, "42010100100101")
     r = client.get(f"/collections/grid_district/items/{doc['id']}/history")
     assert r.status_code == 404
+
+
+def test_a_district_overlapping_another_is_refused(conn, district, tmp_path):
+    half_over = box(X0 + D / 2, Y0, X0 + D * 1.5, Y0 + D)
+    with pytest.raises(GridRejected) as err:
+        import_grid(
+            conn, write(tmp_path, "d2", [("420102", "neighbour", half_over)]), "district", SETTINGS
+        )
+    assert "overlaps district 420101" in err.value.report.fatal[0].message
+    conn.rollback()
