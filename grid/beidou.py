@@ -134,15 +134,23 @@ def encode(lon: float, lat: float, level: int) -> str:
     return str(encode_many(np.array([lon], dtype=float), np.array([lat], dtype=float), level)[0])
 
 
-def encode_many(lons: npt.ArrayLike, lats: npt.ArrayLike, level: int) -> npt.NDArray[np.str_]:
-    """Beidou grid codes for arrays of points, vectorised with numpy; same shape as the input."""
-    level = check_level(level)
+def lonlat_arrays(
+    lons: npt.ArrayLike, lats: npt.ArrayLike
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Longitudes and latitudes as float arrays of one shape (any shape)."""
     lon = np.asarray(lons, dtype=float)
     lat = np.asarray(lats, dtype=float)
     if lon.shape != lat.shape:
         raise InvalidParameter(
             f"longitudes and latitudes must have the same shape; got {lon.shape} and {lat.shape}"
         )
+    return lon, lat
+
+
+def encode_many(lons: npt.ArrayLike, lats: npt.ArrayLike, level: int) -> npt.NDArray[np.str_]:
+    """Beidou grid codes for arrays of points, vectorised with numpy; same shape as the input."""
+    level = check_level(level)
+    lon, lat = lonlat_arrays(lons, lats)
     _check_coordinates(lon.ravel(), lat.ravel())
     ox, oy, column, row = _origin_offsets(lon.ravel(), lat.ravel())
 

@@ -22,6 +22,7 @@ from grid.beidou import cell_polygon as beidou_polygon
 from grid.beidou import decode as beidou_bounds
 from grid.beidou import encode as beidou_code
 from grid.beidou import encode_many as beidou_codes_many
+from grid.beidou import lonlat_arrays
 from grid.beidou import parent as beidou_parent
 from twin.errors import InvalidParameter, LimitExceeded
 
@@ -81,12 +82,7 @@ def h3_cells_many(
 ) -> npt.NDArray[np.str_]:
     """H3 cell ids for arrays of lon/lat points; same shape as the input."""
     resolution = check_resolution(resolution)
-    lon = np.asarray(lons, dtype=float)
-    lat = np.asarray(lats, dtype=float)
-    if lon.shape != lat.shape:
-        raise InvalidParameter(
-            f"longitudes and latitudes must have the same shape; got {lon.shape} and {lat.shape}"
-        )
+    lon, lat = lonlat_arrays(lons, lats)
     _check_lon_lat(lon.ravel(), lat.ravel())
     # h3 takes (lat, lng).
     cells = [
