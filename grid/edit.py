@@ -15,7 +15,7 @@ import shapely
 from psycopg import sql
 
 from grid.codes import check_level
-from grid.store import reassign_components
+from grid.store import REASSIGN_COMPONENTS_SQL
 from layers import versioned
 from twin.errors import Conflict, InvalidData
 
@@ -116,7 +116,7 @@ async def update(
             conn, table(level), fid, version, sql.SQL(", ").join(sets), params
         )
         if geom is not None and level == "unit":
-            await conn.execute(reassign_components())  # components follow the new boundary
+            await conn.execute(REASSIGN_COMPONENTS_SQL)  # components follow the new boundary
     return new
 
 

@@ -66,7 +66,7 @@ class GridRejected(InvalidData):
         self.report = report
 
 
-def _column(table: pa.Table, names: tuple[str, ...]) -> list | None:
+def column_of(table: pa.Table, names: tuple[str, ...]) -> list | None:
     lower = {c.lower(): c for c in table.column_names}
     for n in names:
         if n in lower:
@@ -74,12 +74,22 @@ def _column(table: pa.Table, names: tuple[str, ...]) -> list | None:
     return None
 
 
-def _text(value: object) -> str:
+def text_of(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
+
+
+def codes_and_names(attributes: pa.Table, file: str) -> tuple[list[str], list[str]]:
+    """The cells' codes and names, under any of the field names real grid data uses."""
+    raw_codes = column_of(attributes, CODE_FIELDS)
+    if raw_codes is None:
+        raise InvalidData(f"{file} has no code field: name it code (or BGID, 单元网格标识码)")
+    codes = [text_of(c) for c in raw_codes]
+    names = [text_of(n) for n in (column_of(attributes, NAME_FIELDS) or [""] * len(codes))]
+    return codes, names
 
 
 def import_grid(
@@ -98,11 +108,7 @@ def import_grid(
     say("reading")
     src = read_source(path)
     ref, _ = source_crs(src, crs)
-    raw_codes = _column(src.attributes, CODE_FIELDS)
-    if raw_codes is None:
-        raise InvalidData(f"{path.name} has no code field: name it code (or BGID, 单元网格标识码)")
-    codes = [_text(c) for c in raw_codes]
-    names = [_text(n) for n in (_column(src.attributes, NAME_FIELDS) or [""] * len(codes))]
+    codes, names = codes_and_names(src.attributes, path.name)
     say("checking")
     geoms, problems, _ = parse_geometries(src.wkb)
     for p in problems:
@@ -150,7 +156,7 @@ def import_grid(
         raise GridRejected(report)
     say("writing")
     notes = [
-        _text(n) or None for n in (_column(src.attributes, NOTE_FIELDS) or [None] * len(codes))
+        text_of(n) or None for n in (column_of(src.attributes, NOTE_FIELDS) or [None] * len(codes))
     ]
     final = lonlat  # the file's own vertices, repaired cells included
     with conn.transaction():
@@ -158,7 +164,7 @@ def import_grid(
         _insert(conn, level, codes, names, parents, final, metres, valid_from, notes, path.name)
         register_level(conn, level)
         if level == "unit":
-            reassign_components(conn)
+            conn.execute(REASSIGN_COMPONENTS_SQL)
     report.cells = len(codes)
     return report
 
@@ -248,7 +254,7 @@ def _parent_findings(
 
 def _dates(attributes: pa.Table, codes: list[str]) -> tuple[list[dt.date], list[checks.Finding]]:
     """valid_from of each cell (today when the file has none); unreadable dates are findings."""
-    values = _column(attributes, FROM_FIELDS) or [None] * len(codes)
+    values = column_of(attributes, FROM_FIELDS) or [None] * len(codes)
     out, findings = [], []
     for code, v in zip(codes, values, strict=True):
         if isinstance(v, dt.datetime):
@@ -306,18 +312,12 @@ def _insert(conn, level, codes, names, parents, lonlat, metres, valid_from, note
             )
 
 
-def reassign_components(conn: psycopg.Connection | None = None) -> str:
-    """Components whose unit grid no longer holds them get the one that does (and a version).
-
-    Returns the statement, so the async editing path runs the very same SQL.
-    """
-    query = (
-        "UPDATE twin.components SET unit_grid = twin.unit_grid_at(geom) "
-        "WHERE deleted_at IS NULL AND unit_grid IS DISTINCT FROM twin.unit_grid_at(geom)"
-    )
-    if conn is not None:
-        conn.execute(query)
-    return query
+# Components whose unit grid no longer holds them get the one that does (and a new version);
+# run by a unit-level import here and by a boundary edit in grid.edit.
+REASSIGN_COMPONENTS_SQL = (
+    "UPDATE twin.components SET unit_grid = twin.unit_grid_at(geom) "
+    "WHERE deleted_at IS NULL AND unit_grid IS DISTINCT FROM twin.unit_grid_at(geom)"
+)
 
 
 def import_grid_folder(

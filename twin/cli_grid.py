@@ -118,6 +118,7 @@ def _communities(conn, area: str) -> list:
     from grid.generate import Community
 
     if Path(area).exists():
+        from grid.store import codes_and_names
         from layers.importer import source_crs
         from layers.readers import read_source
         from twin.crs import to_wgs84_xy
@@ -125,12 +126,8 @@ def _communities(conn, area: str) -> list:
         src = read_source(Path(area))
         ref, _ = source_crs(src, None)
         geoms = shapely.transform(shapely.from_wkb(src.wkb), lambda xy: to_wgs84_xy(xy, ref))
-        cols = {c.lower(): c for c in src.attributes.column_names}
-        codes = [str(v) for v in src.attributes.column(cols["code"]).to_pylist()]
-        names = (
-            src.attributes.column(cols["name"]).to_pylist() if "name" in cols else [""] * len(codes)
-        )
-        return [Community(c, n or "", g) for c, n, g in zip(codes, names, geoms, strict=True)]
+        codes, names = codes_and_names(src.attributes, Path(area).name)
+        return [Community(c, n, g) for c, n, g in zip(codes, names, geoms, strict=True)]
     rows = conn.execute(
         "SELECT code, name, ST_AsBinary(geom) FROM twin.grid_cells "
         "WHERE level = 'community' AND valid_to IS NULL AND code LIKE %s ORDER BY code",
