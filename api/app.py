@@ -12,7 +12,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from api import errors
 from api.deps import Catalog
-from api.routers import edit, features, grid, landing, tiles, viewer
+from api.routers import edit, features, grid, landing, pipelines, tiles, viewer
 from twin import db
 from twin.settings import Settings
 
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["*"],
         expose_headers=["ETag", "Content-Crs"],
     )
-    for module in (landing, features, edit, tiles, grid, viewer):
+    for module in (landing, features, edit, tiles, grid, pipelines, viewer):
         app.include_router(module.router)
     _document_limits(app, settings)
     return app

@@ -1,7 +1,8 @@
 """Loading a generated sample city into the twin, through the same paths users take.
 
 The grid levels go through `twin grid import` (parents first, with every check), the
-components through `twin components import`, and every other file through `twin import`.
+components through `twin components import`, the pipe networks through `twin pipelines
+import`, and every other file through `twin import`.
 Anything already loaded is left alone, so a restarted demo starts at once.
 """
 
@@ -17,6 +18,8 @@ from grid.store import GridImport, import_grid_folder
 from layers.batch import import_folder
 from layers.components.importer import ComponentImport, import_components
 from layers.importer import ImportReport, Progress
+from layers.pipelines.native import read_native
+from layers.pipelines.store import NetworkImport, save_network
 from layers.registry import find_layer
 from twin.settings import Settings
 
@@ -26,11 +29,17 @@ class Loaded:
     grid: list[GridImport] = field(default_factory=list)
     components: ComponentImport | None = None
     layers: list[ImportReport] = field(default_factory=list)
+    networks: list[NetworkImport] = field(default_factory=list)
 
 
 def _domain_loaded(conn: psycopg.Connection, name: str) -> bool:
     layer = find_layer(conn, name)
     return layer is not None and layer.schema_name == "twin"
+
+
+def _network_loaded(conn: psycopg.Connection, name: str) -> bool:
+    row = conn.execute("SELECT 1 FROM twin.pipe_networks WHERE name = %s", [name]).fetchone()
+    return row is not None
 
 
 def load_sample_city(
@@ -47,11 +56,21 @@ def load_sample_city(
     if path.exists() and not _domain_loaded(conn, "components"):
         loaded.components = import_components(conn, path, settings.components, mode="replace")
         conn.commit()
+    for pipes in sorted(folder.glob("*_pipes.gpkg")):
+        name = pipes.name.removesuffix("_pipes.gpkg")
+        nodes = folder / f"{name}_nodes.gpkg"
+        if nodes.exists() and not _network_loaded(conn, name):
+            loaded.networks.append(save_network(conn, name, read_native(pipes, nodes)))
+            conn.commit()
     loaded.layers = import_folder(
         conn,
         folder,
         only_new=True,
         on_file=on_file,
-        skip=lambda p: p.stem.startswith("grid_") or p.stem == "components",
+        skip=lambda p: (
+            p.stem.startswith("grid_")
+            or p.stem == "components"
+            or p.stem.endswith(("_pipes", "_nodes"))
+        ),
     )
     return loaded

@@ -20,6 +20,7 @@ from rich.table import Table
 from twin import db, migrate
 from twin.cli_components import components_app
 from twin.cli_grid import grid_app
+from twin.cli_pipelines import pipelines_app
 from twin.errors import TwinError
 from twin.settings import Settings
 
@@ -34,6 +35,7 @@ app.add_typer(sample_app, name="sample")
 app.add_typer(layers_app, name="layers")
 app.add_typer(grid_app, name="grid")
 app.add_typer(components_app, name="components")
+app.add_typer(pipelines_app, name="pipelines")
 
 console = Console(stderr=True)
 out = Console()
@@ -363,6 +365,8 @@ def demo(
             console.print(f"grid: {g.cells:,} {g.level} cells from {g.file}")
         if loaded.components is not None:
             console.print(f"components: {loaded.components.loaded:,} from components.gpkg")
+        for n in loaded.networks:
+            console.print(f"pipe network {n.network}: {n.segments:,} pipes, {n.nodes:,} nodes")
         for r in loaded.layers:
             console.print(f"imported {r.file} as layer {r.layer}: {r.loaded:,} features")
     except TwinError as exc:

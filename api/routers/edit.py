@@ -12,6 +12,7 @@ from api.deps import connection, settings
 from grid import edit as grid_edit
 from layers import versioned
 from layers.components import edit
+from layers.pipelines import edit as pipe_edit
 from twin.errors import InvalidParameter, ReadOnly
 from twin.settings import Settings
 
@@ -26,14 +27,23 @@ Conn = Annotated[psycopg.AsyncConnection, Depends(connection)]
 
 
 def _kind(collection_id: str) -> str:
-    """'components' or a grid level; other collections are read-only."""
+    """'components', a grid level or 'pipes'; other collections are read-only."""
     if collection_id == "components":
         return collection_id
     if collection_id in GRID_LEVELS:
         return GRID_LEVELS[collection_id]
+    if pipe_edit.target_of(collection_id) is not None:
+        return "pipes"
     raise ReadOnly(
-        f"collection {collection_id!r} is read-only; components and grid cells can be edited"
+        f"collection {collection_id!r} is read-only; components, grid cells and pipe "
+        "networks (<network>_pipes, <network>_nodes) can be edited"
     )
+
+
+def _pipes(collection_id: str) -> pipe_edit.Target:
+    target = pipe_edit.target_of(collection_id)
+    assert target is not None
+    return target
 
 
 def _fid(feature_id: str) -> int:
@@ -55,6 +65,7 @@ def _done(status: int, collection_id: str, fid: int, version: int, request: Requ
 
 async def _update(
     conn: psycopg.AsyncConnection,
+    collection_id: str,
     kind: str,
     fid: int,
     feature: dict,
@@ -63,13 +74,17 @@ async def _update(
     *,
     partial: bool,
 ) -> int:
-    label = "component" if kind == "components" else "grid cell"
+    label = {"components": "component", "pipes": "pipe network feature"}.get(kind, "grid cell")
     version = versioned.parse_version(if_match, label)
     if kind == "components":
         if partial:
             feature = {"type": "Feature", **feature}
         change = edit.parse_feature(feature, partial=partial)
         return await edit.update(conn, fid, change, version, cfg.components, partial=partial)
+    if kind == "pipes":
+        return await pipe_edit.update(
+            conn, _pipes(collection_id), fid, feature, version, partial=partial
+        )
     return await grid_edit.update(conn, kind, fid, feature, version, partial=partial)
 
 
@@ -85,6 +100,9 @@ async def create_item(
     conn: Conn,
     cfg: Annotated[Settings, Depends(settings)],
 ) -> Response:
+    if _kind(collection_id) == "pipes":
+        fid, version = await pipe_edit.create(conn, _pipes(collection_id), feature)
+        return _done(201, collection_id, fid, version, request)
     if _kind(collection_id) != "components":
         raise ReadOnly(
             "new grid cells come from `twin grid import`, whose checks keep the "
@@ -106,7 +124,8 @@ async def replace_item(
     if_match: IfMatch = None,
 ) -> Response:
     fid = _fid(feature_id)
-    new = await _update(conn, _kind(collection_id), fid, feature, if_match, cfg, partial=False)
+    kind = _kind(collection_id)
+    new = await _update(conn, collection_id, kind, fid, feature, if_match, cfg, partial=False)
     return _done(204, collection_id, fid, new, request)
 
 
@@ -124,7 +143,8 @@ async def patch_item(
     if_match: IfMatch = None,
 ) -> Response:
     fid = _fid(feature_id)
-    new = await _update(conn, _kind(collection_id), fid, feature, if_match, cfg, partial=True)
+    kind = _kind(collection_id)
+    new = await _update(conn, collection_id, kind, fid, feature, if_match, cfg, partial=True)
     return _done(204, collection_id, fid, new, request)
 
 
@@ -142,6 +162,9 @@ async def delete_item(
     kind, fid = _kind(collection_id), _fid(feature_id)
     if kind == "components":
         new = await edit.soft_delete(conn, fid, edit.parse_version(if_match))
+    elif kind == "pipes":
+        version = versioned.parse_version(if_match, "pipe network feature")
+        new = await pipe_edit.delete(conn, _pipes(collection_id), fid, version)
     else:
         new = await grid_edit.retire(
             conn, kind, fid, versioned.parse_version(if_match, "grid cell")
@@ -154,7 +177,10 @@ async def delete_item(
 )
 async def item_history(collection_id: CollectionId, feature_id: FeatureId, conn: Conn) -> dict:
     kind, fid = _kind(collection_id), _fid(feature_id)
-    table = edit.TABLE if kind == "components" else grid_edit.table(kind)
+    if kind == "pipes":
+        table = _pipes(collection_id).table
+    else:
+        table = edit.TABLE if kind == "components" else grid_edit.table(kind)
     return {"id": fid, "versions": await versioned.history(conn, table, fid)}
 
 
@@ -172,6 +198,8 @@ async def restore_item(
     kind, fid = _kind(collection_id), _fid(feature_id)
     if kind == "components":
         new = await edit.restore(conn, fid, version)
+    elif kind == "pipes":
+        new = await pipe_edit.restore(conn, _pipes(collection_id), fid, version)
     else:
         new = await grid_edit.restore(conn, kind, fid, version)
     return _done(200, collection_id, fid, new, request)

@@ -1,0 +1,169 @@
+"""Pipe networks over HTTP: networks, topology report, traces, burst isolation, conflicts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import connection
+from layers.pipelines import analysis, topology
+from layers.pipelines.graph import GraphCache
+from layers.pipelines.store import check_network_name
+
+router = APIRouter(prefix="/pipelines", tags=["Pipe networks"])
+Conn = Annotated[psycopg.AsyncConnection, Depends(connection)]
+
+
+class StartModel(BaseModel):
+    """Where a trace or an isolation starts: one of segment, node or point."""
+
+    model_config = ConfigDict(extra="forbid")
+    segment: str | None = Field(None, description="A pipe id, e.g. JSL000123")
+    node: str | None = Field(None, description="A node id (traces only)")
+    point: list[float] | None = Field(
+        None, description="[x, y]; snapped to the nearest pipe", min_length=2, max_length=2
+    )
+    crs: str | None = Field(None, description="CRS of the point (default CRS84 lon/lat)")
+    max_distance_m: float = Field(50.0, gt=0, le=5000, description="Snapping limit")
+
+
+class TraceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    network: str | None = Field(None, description="Network name; found from the start if absent")
+    start: StartModel
+    direction: str = Field(description="upstream, downstream or connected")
+
+
+class IsolateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    network: str | None = None
+    start: StartModel
+    inoperable: list[str] = Field(
+        default_factory=list, max_length=1000, description="Valve ids that cannot be closed"
+    )
+    second_pass: bool = Field(
+        False, description="Also answer for when every valve of the first answer fails"
+    )
+
+
+class ConflictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    geometry: dict[str, Any] = Field(description="GeoJSON Polygon or LineString")
+    crs: str | None = Field(None, description="CRS of the geometry (default CRS84)")
+    width_m: float = Field(1.0, ge=0, le=100, description="Trench width for a line")
+    dig_depth_m: float = Field(gt=0, le=100, description="How deep the excavation goes")
+    clearance_m: float = Field(0.5, ge=0, le=10, description="Safety margin below the dig")
+    networks: list[str] | None = Field(None, description="Limit to these networks")
+
+
+def graphs(request: Request) -> GraphCache:
+    cache = getattr(request.app.state, "pipe_graphs", None)
+    if cache is None:
+        cache = request.app.state.pipe_graphs = GraphCache()
+    return cache
+
+
+Graphs = Annotated[GraphCache, Depends(graphs)]
+
+
+@router.get("", summary="The pipe networks")
+async def networks(conn: Conn) -> dict:
+    cur = await conn.execute(
+        """
+        SELECT n.name, n.title, n.utility, n.subclass, n.gravity, n.revision, n.updated_at,
+               (SELECT count(*) FROM twin.pipe_segments s
+                WHERE s.network = n.name AND s.deleted_at IS NULL),
+               (SELECT count(*) FROM twin.pipe_nodes d
+                WHERE d.network = n.name AND d.deleted_at IS NULL)
+        FROM twin.pipe_networks n ORDER BY n.name
+        """
+    )
+    out = []
+    for name, title, util, sub, gravity, rev, updated, segs, nodes in await cur.fetchall():
+        out.append(
+            {
+                "name": name,
+                "title": title,
+                "utility": util,
+                "subclass": sub,
+                "kind": "gravity" if gravity else "pressure",
+                "revision": rev,
+                "updated_at": updated.isoformat(),
+                "segments": segs,
+                "nodes": nodes,
+                "collections": [f"{name}_pipes", f"{name}_nodes"],
+            }
+        )
+    return {"networks": out}
+
+
+@router.get("/{network}/topology", summary="Topology report of a network (checked now)")
+async def topology_report(network: str, conn: Conn, cache: Graphs) -> dict:
+    check_network_name(network)
+    g = await cache.get(conn, network)
+    found = await topology.check_async(conn, network, g)
+    return {
+        "network": network,
+        "segments": g.n_segs,
+        "nodes": g.n_nodes,
+        "valve_segments": g.n_labels,
+        "counts": topology.summary(found),
+        "findings": found,
+        "layer": "pipe_findings",
+    }
+
+
+@router.post(
+    "/{network}/topology",
+    summary="Check a network again and refresh its rows in the pipe_findings layer",
+)
+async def refresh_topology(network: str, conn: Conn, cache: Graphs) -> dict:
+    check_network_name(network)
+    g = await cache.get(conn, network)
+    found = await topology.check_async(conn, network, g)
+    async with conn.transaction():
+        await conn.execute("DELETE FROM twin.pipe_findings WHERE network = %s", [network])
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO twin.pipe_findings (network, kind, severity, ref, message, geom) "
+                "VALUES (%s, %s, %s, %s, %s, ST_SetSRID(ST_MakePoint(%s, %s), 4326))",
+                [
+                    (network, f["kind"], f["severity"], f["ref"], f["message"], f["lon"], f["lat"])
+                    for f in found
+                ],
+            )
+        await conn.execute(
+            "UPDATE twin.layers SET feature_count = (SELECT count(*) FROM twin.pipe_findings), "
+            "updated_at = now() WHERE name = 'pipe_findings'"
+        )
+    return {"network": network, "counts": topology.summary(found), "stored": len(found)}
+
+
+@router.post("/trace", summary="Trace upstream, downstream or everything connected")
+async def trace(body: TraceRequest, conn: Conn, cache: Graphs) -> dict:
+    return await analysis.trace(
+        conn, cache, body.start.model_dump(), body.direction.strip().lower(), body.network
+    )
+
+
+@router.post("/isolate", summary="Burst isolation: the valves to close and who loses supply")
+async def isolate(body: IsolateRequest, conn: Conn, cache: Graphs) -> dict:
+    return await analysis.isolate(
+        conn, cache, body.start.model_dump(), body.network, body.inoperable, body.second_pass
+    )
+
+
+@router.post("/conflicts", summary="Excavation check: pipes within a dig footprint and depth")
+async def conflicts(body: ConflictRequest, conn: Conn) -> dict:
+    return await analysis.conflicts(
+        conn,
+        body.geometry,
+        body.crs,
+        body.width_m,
+        body.dig_depth_m,
+        body.clearance_m,
+        body.networks,
+    )

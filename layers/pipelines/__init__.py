@@ -1,0 +1,1 @@
+"""Underground pipe networks (CJJ 61): model, import, topology, traces, isolation."""

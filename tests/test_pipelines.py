@@ -1,0 +1,697 @@
+"""Pipe networks end to end: store, topology report, traces, isolation (against an independent
+oracle), conflicts, editing, serving — on hand-built networks and on the sample city."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+import mapbox_vector_tile
+import psycopg
+import pytest
+from conftest import app_client, fresh_database, settings_for
+
+from grid.store import import_grid_folder
+from layers.components.importer import import_components
+from layers.pipelines import graph as graphs
+from layers.pipelines.model import NetworkData, Node, Segment
+from layers.pipelines.native import read_native
+from layers.pipelines.store import NetworkRejected, save_network
+from sample_data import generate
+
+LON0, LAT0 = 116.53, 31.75
+
+
+def ll(x: float, y: float) -> tuple[float, float]:
+    """Metres east/north of a local origin to lon/lat (close enough for tests)."""
+    return LON0 + x / 94_600.0, LAT0 + y / 110_900.0
+
+
+def node(node_id: str, kind: str, x: float, y: float, **kw) -> Node:
+    lon, lat = ll(x, y)
+    if kind == "valve":
+        kw.setdefault("valve_state", "open")
+    return Node(node_id, kind, lon, lat, **kw)
+
+
+def pipe(pid: str, a: Node, b: Node, utility: str = "JS", **kw) -> Segment:
+    return Segment(pid, a.node_id, b.node_id, [(a.x, a.y), (b.x, b.y)], utility, **kw)
+
+
+def tiny() -> NetworkData:
+    """A source, a chain of valve segments with meters and a hydrant, and a loop closed by
+    the valve V4:
+
+        S -p1- J1 -p2- V1 -p3- J2 -p4- V2 -p5- J3 -p6- V3 -p7- J4
+                                 |p10          |p8           |p9
+                                 H1            M1            M2
+        J1 -p12- V4 (closed) -p11- J4
+    """
+    n = {
+        "S": node("S", "plant", 0, 0),
+        "J1": node("J1", "junction", 100, 0),
+        "V1": node("V1", "valve", 150, 0),
+        "J2": node("J2", "junction", 200, 0),
+        "V2": node("V2", "valve", 250, 0),
+        "J3": node("J3", "junction", 300, 0),
+        "V3": node("V3", "valve", 350, 0),
+        "J4": node("J4", "junction", 400, 0),
+        "M1": node("M1", "meter", 300, 50),
+        "M2": node("M2", "meter", 400, 50),
+        "H1": node("H1", "hydrant", 200, -50),
+        "V4": node("V4", "valve", 250, 100, valve_state="closed"),
+    }
+    links = [
+        ("p1", "S", "J1"),
+        ("p2", "J1", "V1"),
+        ("p3", "V1", "J2"),
+        ("p4", "J2", "V2"),
+        ("p5", "V2", "J3"),
+        ("p6", "J3", "V3"),
+        ("p7", "V3", "J4"),
+        ("p8", "J3", "M1"),
+        ("p9", "J4", "M2"),
+        ("p10", "J2", "H1"),
+        ("p11", "J4", "V4"),
+        ("p12", "J1", "V4"),
+    ]
+    segs = [
+        pipe(
+            p,
+            n[a],
+            n[b],
+            diameter_mm=300 if p in ("p1", "p2") else 100,
+            material="QM",
+            depth_m=1.2,
+            owner="水务集团",
+        )
+        for p, a, b in links
+    ]
+    return NetworkData(list(n.values()), segs, "EPSG:4326", source="tiny")
+
+
+def drain() -> NetworkData:
+    """Gravity: W1 → W2 → W3 → W4 → W5 → outfall O, and a branch W6 → W3."""
+    xs = {"W1": 0, "W2": 50, "W3": 100, "W4": 150, "W5": 200, "O": 250}
+    n = {k: node(k, "manhole", x, 0) for k, x in xs.items()}
+    n["O"] = node("O", "outfall", 250, 0)
+    n["W6"] = node("W6", "manhole", 100, 60)
+    links = [
+        ("d1", "W1", "W2"),
+        ("d2", "W2", "W3"),
+        ("d3", "W3", "W4"),
+        ("d4", "W4", "W5"),
+        ("d5", "W5", "O"),
+        ("d6", "W6", "W3"),
+    ]
+    segs = []
+    for i, (p, a, b) in enumerate(links):
+        z = 38.0 - i * 0.1
+        segs.append(
+            pipe(
+                p,
+                n[a],
+                n[b],
+                "PS",
+                subclass="YS",
+                start_invert_m=z,
+                end_invert_m=z - 0.05,
+                diameter_mm=600,
+                depth_m=2.0,
+            )
+        )
+    segs[3].start_invert_m, segs[3].end_invert_m = 37.5, 37.8  # d4 runs uphill
+    return NetworkData(list(n.values()), segs, "EPSG:4326", source="drain")
+
+
+@pytest.fixture(scope="module")
+def pg_url(server_url):
+    with fresh_database(server_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("city")
+    generate(folder, seed=11, scale=1.0)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def loaded(pg_url, city) -> str:
+    settings = settings_for(pg_url)
+    with psycopg.connect(pg_url) as conn:
+        import_grid_folder(conn, city, settings.grid)
+        conn.commit()
+        import_components(conn, city / "components.gpkg", settings.components, mode="replace")
+        conn.commit()
+        for name in ("water", "sewer", "storm", "gas"):
+            data = read_native(city / f"{name}_pipes.gpkg", city / f"{name}_nodes.gpkg")
+            save_network(conn, name, data)
+        save_network(conn, "tiny", tiny())
+        save_network(conn, "drain", drain())
+        conn.commit()
+    return pg_url
+
+
+@pytest.fixture(scope="module")
+def client(loaded):
+    with app_client(settings_for(loaded)) as c:
+        yield c
+
+
+# --- the oracle: valve segments by connected components, written independently ----------------
+def oracle_segments(pipes: list[tuple[str, str, str]], valves: set[str]) -> dict[str, int]:
+    """Remove the valve nodes; pipes sharing any other node are in one segment."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for pid, a, b in pipes:
+        for end in (a, b):
+            if end not in valves:
+                parent[find("pipe:" + pid)] = find("node:" + end)
+    roots: dict[str, int] = {}
+    return {pid: roots.setdefault(find("pipe:" + pid), len(roots)) for pid, _, _ in pipes}
+
+
+def oracle_groups(pipes, valves) -> dict[str, frozenset[str]]:
+    label = oracle_segments(pipes, valves)
+    groups: dict[int, set[str]] = {}
+    for pid, lab in label.items():
+        groups.setdefault(lab, set()).add(pid)
+    return {pid: frozenset(groups[lab]) for pid, lab in label.items()}
+
+
+@pytest.mark.parametrize("name", ["water", "gas"])
+def test_isolation_equals_the_valve_segment_oracle_on_the_sample_city(loaded, city, name):
+    import pyogrio
+
+    pipes = pyogrio.read_dataframe(city / f"{name}_pipes.gpkg", read_geometry=False)
+    nodes = pyogrio.read_dataframe(city / f"{name}_nodes.gpkg", read_geometry=False)
+    valves = set(nodes.node_id[(nodes.kind == "valve") & (nodes.valve_state != "inoperable")])
+    rows = list(zip(pipes.pipe_id, pipes.from_node, pipes.to_node, strict=True))
+    expected = oracle_groups(rows, valves)
+    assert len(set(expected.values())) > 10  # the valves really cut the network up
+    with psycopg.connect(loaded) as conn:
+        g = graphs.load(conn, name)
+    for pid, want in expected.items():
+        iso = g.isolate(g.seg_index[pid])
+        assert {g.seg_name[s] for s in iso.isolated} == want, pid
+
+
+def test_isolation_over_http_matches_the_oracle(client, city):
+    import pyogrio
+
+    pipes = pyogrio.read_dataframe(city / "water_pipes.gpkg", read_geometry=False)
+    nodes = pyogrio.read_dataframe(city / "water_nodes.gpkg", read_geometry=False)
+    valves = set(nodes.node_id[nodes.kind == "valve"])
+    rows = list(zip(pipes.pipe_id, pipes.from_node, pipes.to_node, strict=True))
+    expected = oracle_groups(rows, valves)
+    for pid in random.Random(3).sample(sorted(expected), 15):
+        r = client.post("/pipelines/isolate", json={"start": {"segment": pid}})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert set(body["isolated"]["pipe_ids"]) == expected[pid]
+        # every valve to close touches the isolated segment
+        touching = {v for p, a, b in rows if p in expected[pid] for v in (a, b) if v in valves}
+        closed = {v["node_id"] for v in body["valves_to_close"]}
+        closed |= {v["node_id"] for v in body["valves_already_closed"]}
+        assert closed <= touching
+        assert body["outage_area"]["type"] in ("Polygon", "MultiPolygon")
+        assert body["unit_grids"], "the outage crosses unit grids of the sample city"
+
+
+# --- isolation on a network whose answer is known by hand ----------------------------------
+def test_burst_closes_the_two_valves_and_cuts_off_what_lies_beyond(client):
+    r = client.post("/pipelines/isolate", json={"start": {"segment": "p4"}, "network": "tiny"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [v["node_id"] for v in body["valves_to_close"]] == ["V1", "V2"]
+    assert set(body["isolated"]["pipe_ids"]) == {"p3", "p4", "p10"}
+    assert set(body["cut_off"]["pipe_ids"]) == {"p5", "p6", "p7", "p8", "p9", "p11"}
+    assert set(body["service_points"]["node_ids"]) == {"M1", "M2"}
+    assert body["affected_nodes_by_kind"]["hydrant"] == 1
+    roles = {
+        f["properties"].get("pipe_id") or f["properties"]["node_id"]: f["properties"]["role"]
+        for f in body["features"]
+    }
+    assert roles["p4"] == "burst" and roles["p3"] == "isolated" and roles["p7"] == "cut_off"
+    assert roles["V1"] == "valve_to_close"
+    assert body["outage_area_m2"] > 10_000
+
+
+def test_an_inoperable_valve_extends_the_search_and_a_second_pass_goes_further(client):
+    r = client.post(
+        "/pipelines/isolate",
+        json={
+            "start": {"segment": "p4"},
+            "network": "tiny",
+            "inoperable": ["V2"],
+            "second_pass": True,
+        },
+    )
+    body = r.json()
+    assert [v["node_id"] for v in body["valves_to_close"]] == ["V1", "V3"]
+    assert set(body["isolated"]["pipe_ids"]) == {"p3", "p4", "p10", "p5", "p6", "p8"}
+    assert set(body["cut_off"]["pipe_ids"]) == {"p7", "p9", "p11"}
+    assert [v["node_id"] for v in body["valves_inoperable"]] == ["V2"]
+    second = body["second_pass"]
+    assert second["assumes_failed"] == ["V1", "V3"]
+    assert second["valves_to_close"] == [] and second["warnings"]
+
+
+def test_opening_the_loop_valve_keeps_supply_and_editing_is_versioned(client):
+    items = client.get("/collections/tiny_nodes/items", params={"node_id": "V4"}).json()
+    fid = items["features"][0]["id"]
+    item = client.get(f"/collections/tiny_nodes/items/{fid}")
+    etag = item.headers["etag"]
+    r = client.patch(
+        f"/collections/tiny_nodes/items/{fid}",
+        json={"properties": {"valve_state": "open"}},
+        headers={"If-Match": etag},
+    )
+    assert r.status_code == 204, r.text
+    try:
+        body = client.post(
+            "/pipelines/isolate", json={"start": {"segment": "p4"}, "network": "tiny"}
+        ).json()
+        assert body["cut_off"]["pipe_ids"] == []  # the loop through V4 feeds J3 and J4 now
+        history = client.get(f"/collections/tiny_nodes/items/{fid}/history").json()
+        states = [v["state"]["valve_state"] for v in history["versions"]]
+        assert states == ["closed", "open"]
+        stale = client.patch(
+            f"/collections/tiny_nodes/items/{fid}",
+            json={"properties": {"valve_state": "closed"}},
+            headers={"If-Match": etag},
+        )
+        assert stale.status_code == 412
+    finally:
+        r = client.post(f"/collections/tiny_nodes/items/{fid}/restore", params={"version": 1})
+        assert r.status_code == 200, r.text
+    assert client.post(
+        "/pipelines/isolate", json={"start": {"segment": "p4"}, "network": "tiny"}
+    ).json()["cut_off"]["pipe_ids"]
+
+
+def test_a_network_without_sources_says_so(client, loaded):
+    data = tiny()
+    data.nodes = [n if n.node_id != "S" else Node("S", "junction", n.x, n.y) for n in data.nodes]
+    with psycopg.connect(loaded) as conn:
+        save_network(conn, "nosource", data)
+        conn.commit()
+    body = client.post(
+        "/pipelines/isolate", json={"start": {"segment": "p4"}, "network": "nosource"}
+    ).json()
+    assert body["sources"] == 0
+    assert body["cut_off"]["pipe_ids"] == []
+    assert any("no sources" in w for w in body["warnings"])
+    assert set(body["isolated"]["pipe_ids"]) == {"p3", "p4", "p10"}
+    r = client.post(
+        "/pipelines/trace",
+        json={"start": {"segment": "p4"}, "network": "nosource", "direction": "upstream"},
+    )
+    assert r.status_code == 422 and "no sources" in r.json()["message"]
+
+
+# --- traces --------------------------------------------------------------------------------
+def _traced(client, start, direction, network):
+    r = client.post(
+        "/pipelines/trace", json={"start": start, "direction": direction, "network": network}
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    pipes = {f["properties"]["pipe_id"] for f in body["features"] if "pipe_id" in f["properties"]}
+    return body, pipes
+
+
+def test_pressure_traces_go_toward_and_away_from_the_sources(client):
+    body, up = _traced(client, {"segment": "p7"}, "upstream", "tiny")
+    assert up == {"p1", "p2", "p3", "p4", "p5", "p6", "p7"}
+    assert body["totals"]["nodes_by_kind"]["plant"] == 1
+    _, down = _traced(client, {"segment": "p5"}, "downstream", "tiny")
+    assert {"p5", "p6", "p7", "p8", "p9"} <= down and not down & {"p1", "p2", "p3", "p4"}
+    body, everything = _traced(client, {"node": "J2"}, "connected", "tiny")
+    assert everything == {f"p{i}" for i in range(1, 13)}
+    assert body["stopped_at_closed_valves"] == ["V4"]
+    assert body["totals"]["length_by_diameter_mm"]["300"] == pytest.approx(150, rel=0.02)
+
+
+def test_a_closed_valve_stops_a_trace(client, loaded):
+    with psycopg.connect(loaded) as conn:
+        data = tiny()
+        for n in data.nodes:
+            if n.node_id == "V2":
+                n.valve_state = "closed"
+        save_network(conn, "tiny2", data)
+        conn.commit()
+    _, reached = _traced(client, {"segment": "p3"}, "connected", "tiny2")
+    assert reached == {"p1", "p2", "p3", "p4", "p10", "p12"}  # V2 and V4 are closed
+    _, reached = _traced(client, {"segment": "p5"}, "connected", "tiny2")
+    assert reached == {"p5", "p6", "p7", "p8", "p9", "p11"}  # V2 and V4 closed
+
+
+def test_gravity_traces_follow_the_flow(client):
+    _, down = _traced(client, {"segment": "d6"}, "downstream", "drain")
+    assert down == {"d6", "d3", "d4", "d5"}
+    _, up = _traced(client, {"segment": "d4"}, "upstream", "drain")
+    assert up == {"d4", "d3", "d2", "d1", "d6"}
+    body, down = _traced(client, {"node": "W2"}, "downstream", "drain")
+    assert down == {"d2", "d3", "d4", "d5"}
+    assert body["flow_rule"] == "flow direction"
+
+
+def test_sample_sewer_downstream_reaches_the_plant(client):
+    body, down = _traced(client, {"segment": "WSL000002"}, "downstream", "sewer")
+    kinds = body["totals"]["nodes_by_kind"]
+    assert kinds.get("treatment_plant") == 1 or kinds.get("outfall")
+    _, up = _traced(client, {"segment": "WSL000002"}, "upstream", "sewer")
+    assert up & down == {"WSL000002"}
+
+
+def test_a_point_snaps_to_the_nearest_pipe(client):
+    lon, lat = ll(225, 3)  # 3 m off p4, between J2 and V2
+    body, _ = _traced(client, {"point": [lon, lat]}, "connected", "tiny")
+    assert body["start"]["segment"] == "p4"
+    assert body["start"]["snapped"]["distance_m"] == pytest.approx(3, abs=0.5)
+    # CGCS2000 Gauss-Krüger (northing first) input finds the same pipe
+    from pyproj import Transformer
+
+    north, east = Transformer.from_crs(4326, 4548).transform(lat, lon)
+    body, _ = _traced(client, {"point": [north, east], "crs": "EPSG:4548"}, "connected", "tiny")
+    assert body["start"]["segment"] == "p4"
+
+
+# --- bad input ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"start": {"segment": "nope"}, "direction": "connected"}, 404, "no pipe 'nope'"),
+        ({"start": {"node": "nope"}, "direction": "connected"}, 404, "no node 'nope'"),
+        (
+            {"start": {"segment": "p4"}, "direction": "sideways", "network": "tiny"},
+            400,
+            "upstream, downstream, connected",
+        ),
+        (
+            {"start": {"point": list(ll(225, 400))}, "direction": "connected", "network": "tiny"},
+            400,
+            "m from the point, farther than max_distance_m = 50",
+        ),
+        (
+            {"start": {"segment": "p4", "node": "J2"}, "direction": "connected"},
+            400,
+            "exactly one of",
+        ),
+        ({"start": {"segment": "p4"}, "direction": "connected"}, 400, "name the network"),
+        ({"start": {"point": [500, 500]}, "direction": "connected"}, 400, "outside lon/lat"),
+    ],
+)
+def test_bad_trace_requests_say_what_to_fix(client, body, status, words):
+    r = client.post("/pipelines/trace", json=body)
+    assert r.status_code == status, r.text
+    assert words in r.json()["message"]
+
+
+def test_the_distance_to_the_nearest_pipe_is_named(client):
+    r = client.post(
+        "/pipelines/isolate", json={"start": {"point": list(ll(225, 400))}, "network": "tiny"}
+    )
+    assert r.status_code == 400
+    message = r.json()["message"]
+    assert re.search(r"nearest pipe \(p\d+ in tiny\) is \d+\.\d m from the point", message)
+
+
+def test_isolation_refuses_gravity_networks_and_non_valves(client):
+    r = client.post("/pipelines/isolate", json={"start": {"segment": "d3"}, "network": "drain"})
+    assert r.status_code == 400 and "gravity" in r.json()["message"]
+    r = client.post(
+        "/pipelines/isolate",
+        json={"start": {"segment": "p4"}, "network": "tiny", "inoperable": ["J2"]},
+    )
+    assert r.status_code == 400 and "'J2' is not a valve" in r.json()["message"]
+
+
+# --- topology report -----------------------------------------------------------------------
+def messy() -> NetworkData:
+    n = {
+        "S": node("S", "plant", 0, 0),
+        "A": node("A", "junction", 100, 0, ground_elev_m=40.0, depth_m=2.0, invert_m=37.0),
+        "B": node("B", "junction", 200, 0),
+        "C": node("C", "junction", 300, 0),  # dangling
+        "X": node("X", "junction", 0, 500),  # island
+        "Y": node("Y", "junction", 100, 500),
+        "Z": node("Z", "junction", 500, 500),  # orphan
+    }
+    loop = Segment(
+        "loop", "B", "B", [(n["B"].x, n["B"].y), ll(210, 10), (n["B"].x, n["B"].y)], "JS"
+    )
+    return NetworkData(
+        list(n.values()),
+        [
+            pipe("s1", n["S"], n["A"]),
+            pipe("s2", n["A"], n["B"]),
+            pipe("s2dup", n["A"], n["B"]),
+            pipe("s2rev", n["B"], n["A"]),
+            pipe("s3", n["B"], n["C"]),
+            loop,
+            pipe("i1", n["X"], n["Y"]),
+        ],
+        "EPSG:4326",
+        source="messy",
+    )
+
+
+def test_topology_report_names_every_kind_of_problem(client, loaded):
+    with psycopg.connect(loaded) as conn:
+        result = save_network(conn, "messy", messy())
+        conn.commit()
+    kinds = {(f["kind"], f["ref"]) for f in result.topology}
+    assert ("self_loop", "loop") in kinds
+    assert ("duplicate", "s2dup") in kinds
+    assert ("reversed_duplicate", "s2rev") in kinds
+    assert ("dangling_end", "C") in kinds
+    assert ("orphan_node", "Z") in kinds
+    assert ("node_elevation", "A") in kinds
+    assert any(k == "island" for k, _ in kinds)
+    body = client.get("/pipelines/messy/topology").json()
+    assert body["counts"]["island"] == 1 and body["counts"]["self_loop"] == 1
+    island = next(f for f in body["findings"] if f["kind"] == "island")
+    assert "2 nodes and 1 pipes" in island["message"]
+    drain = client.get("/pipelines/drain/topology").json()
+    slope = [f for f in drain["findings"] if f["kind"] == "adverse_slope"]
+    assert [f["ref"] for f in slope] == ["d4"] and "rises from 37.5 m to 37.8 m" in slope[0][
+        "message"
+    ]
+    layer = client.get(
+        "/collections/pipe_findings/items", params={"network": "messy", "limit": 100}
+    ).json()
+    assert {f["properties"]["kind"] for f in layer["features"]} >= {"self_loop", "island"}
+
+
+def test_the_sample_city_networks_are_clean(client):
+    for name in ("water", "sewer", "storm", "gas"):
+        counts = client.get(f"/pipelines/{name}/topology").json()["counts"]
+        serious = {k: v for k, v in counts.items() if k != "dangling_end"}
+        assert serious == {}, (name, counts)
+
+
+def test_a_network_with_broken_references_loads_nothing(loaded):
+    data = tiny()
+    data.segments.append(Segment("bad", "J1", "NOPE", [ll(0, 0), ll(1, 1)], "JS"))
+    with psycopg.connect(loaded) as conn:
+        before = conn.execute(
+            "SELECT count(*) FROM twin.pipe_segments WHERE network = 'tiny'"
+        ).fetchone()[0]
+        with pytest.raises(NetworkRejected, match="NOPE"):
+            save_network(conn, "tiny", data)
+        conn.rollback()
+        after = conn.execute(
+            "SELECT count(*) FROM twin.pipe_segments WHERE network = 'tiny'"
+        ).fetchone()[0]
+    assert before == after == 12
+
+
+# --- excavation conflicts ------------------------------------------------------------------
+def test_conflicts_list_pipes_above_the_dig_depth_with_their_owners(client):
+    line = {"type": "LineString", "coordinates": [ll(120, -20), ll(120, 5)]}  # across p2
+    r = client.post(
+        "/pipelines/conflicts",
+        json={"geometry": line, "width_m": 2, "dig_depth_m": 1.0, "networks": ["tiny"]},
+    )
+    body = r.json()
+    assert r.status_code == 200, r.text
+    assert [f["properties"]["pipe_id"] for f in body["features"]] == ["p2"]
+    assert body["by_owner"] == {"水务集团": 1}
+    assert body["features"][0]["properties"]["length_in_footprint_m"] == pytest.approx(2, abs=0.3)
+    shallow = client.post(
+        "/pipelines/conflicts",
+        json={
+            "geometry": line,
+            "width_m": 2,
+            "dig_depth_m": 0.5,
+            "clearance_m": 0.2,
+            "networks": ["tiny"],
+        },
+    ).json()
+    assert shallow["conflicts"] == 0  # the pipe lies at 1.2 m, below 0.5 + 0.2
+
+
+@pytest.mark.parametrize(
+    ("geometry", "extra", "status", "words"),
+    [
+        (
+            {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]},
+            {},
+            400,
+            "invalid geometry",
+        ),
+        ({"type": "Point", "coordinates": [116.5, 31.7]}, {}, 400, "not Point"),
+        (
+            {
+                "type": "Polygon",
+                "coordinates": [[[116.5, 31.7], [116.6, 31.7], [116.6, 31.8], [116.5, 31.7]]],
+            },
+            {},
+            400,
+            "limit",
+        ),
+        (
+            {"type": "LineString", "coordinates": [[116.5, 31.7], [116.5001, 31.7]]},
+            {"crs": "EPSG:9999999"},
+            400,
+            "9999999",
+        ),
+        (
+            {"type": "LineString", "coordinates": [[116.5, 31.7], [116.5001, 31.7]]},
+            {"width_m": 0},
+            400,
+            "width_m",
+        ),
+    ],
+)
+def test_bad_conflict_requests(client, geometry, extra, status, words):
+    r = client.post("/pipelines/conflicts", json={"geometry": geometry, "dig_depth_m": 2, **extra})
+    assert r.status_code == status, r.text
+    assert words in r.json()["message"]
+
+
+# --- serving and editing -------------------------------------------------------------------
+def test_pipes_are_collections_and_tiles_with_cjj61_colours(client):
+    cols = {c["id"] for c in client.get("/collections").json()["collections"]}
+    assert {"water_pipes", "water_nodes", "sewer_pipes", "pipe_findings"} <= cols
+    items = client.get("/collections/water_pipes/items", params={"limit": 3}).json()
+    props = items["features"][0]["properties"]
+    assert props["utility"] == "JS" and props["color"] == "#00ffff"
+    assert props["feature_code"].startswith("51")
+    assert props["unit_grid"]
+    tj = client.get("/collections/water_pipes/tiles/WebMercatorQuad/tilejson.json").json()
+    z, x, y = 15, *_tile_of(props, tj)
+    tile = client.get(f"/collections/water_pipes/tiles/WebMercatorQuad/{z}/{x}/{y}")
+    assert tile.status_code == 200
+    decoded = mapbox_vector_tile.decode(tile.content)
+    colours = {f["properties"]["color"] for f in decoded["water_pipes"]["features"]}
+    assert colours == {"#00ffff"}
+    sewer = client.get("/collections/sewer_pipes/items", params={"limit": 1}).json()
+    assert sewer["features"][0]["properties"]["color"] == "#4c3926"
+
+
+def _tile_of(props, tj):
+    import math
+
+    lon, lat = tj["center"][0], tj["center"][1]
+    n = 2**15
+    x = int((lon + 180) / 360 * n)
+    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+    return x, y
+
+
+def test_moving_a_node_moves_its_pipe_ends_and_bad_edits_are_refused(client):
+    fid = client.get("/collections/tiny_nodes/items", params={"node_id": "J3"}).json()["features"][
+        0
+    ]["id"]
+    etag = client.get(f"/collections/tiny_nodes/items/{fid}").headers["etag"]
+    lon, lat = ll(300, 10)
+    r = client.patch(
+        f"/collections/tiny_nodes/items/{fid}",
+        json={"geometry": {"type": "Point", "coordinates": [lon, lat]}},
+        headers={"If-Match": etag},
+    )
+    assert r.status_code == 204, r.text
+    p5 = client.get("/collections/tiny_pipes/items", params={"pipe_id": "p5"}).json()["features"][0]
+    assert p5["geometry"]["coordinates"][-1] == pytest.approx([lon, lat], abs=1e-7)
+    assert p5["properties"]["version"] == 2
+    # a pipe must end on its node
+    far = [list(ll(250, 0)), list(ll(300, 80))]
+    r = client.patch(
+        f"/collections/tiny_pipes/items/{p5['id']}",
+        json={"geometry": {"type": "LineString", "coordinates": far}},
+        headers={"If-Match": '"2"'},
+    )
+    assert r.status_code == 422 and "from its node J3" in r.json()["message"]
+    # a node with pipes cannot go
+    r = client.delete(f"/collections/tiny_nodes/items/{fid}", headers={"If-Match": '"2"'})
+    assert r.status_code == 409 and "p5" in r.json()["message"]
+    r = client.patch(
+        f"/collections/tiny_pipes/items/{p5['id']}",
+        json={"properties": {"flow": "sideways"}},
+        headers={"If-Match": '"2"'},
+    )
+    assert r.status_code == 422 and "forward" in r.json()["message"]
+
+
+def test_new_node_and_pipe_join_the_network(client):
+    lon, lat = ll(450, 0)
+    r = client.post(
+        "/collections/tiny_nodes/items",
+        json={
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [lon, lat]},
+            "properties": {"node_id": "M3", "kind": "meter"},
+        },
+    )
+    assert r.status_code == 201, r.text
+    r = client.post(
+        "/collections/tiny_pipes/items",
+        json={
+            "type": "Feature",
+            "geometry": None,
+            "properties": {"pipe_id": "p13", "from_node": "J4", "to_node": "M3", "diameter_mm": 50},
+        },
+    )
+    assert r.status_code == 201, r.text
+    body = client.post(
+        "/pipelines/isolate", json={"start": {"segment": "p13"}, "network": "tiny"}
+    ).json()
+    assert "p13" in body["isolated"]["pipe_ids"] and "M3" in body["service_points"]["node_ids"]
+    dup = client.post(
+        "/collections/tiny_pipes/items",
+        json={
+            "type": "Feature",
+            "geometry": None,
+            "properties": {"pipe_id": "p13", "from_node": "J4", "to_node": "M3"},
+        },
+    )
+    assert dup.status_code == 409
+
+
+def test_isolation_touches_components_and_grids_of_the_sample_city(client):
+    found = False
+    for pid in ("JSL000100", "JSL000500", "JSL001000", "JSL001500"):
+        body = client.post("/pipelines/isolate", json={"start": {"segment": pid}}).json()
+        assert body["unit_grids"] and all(len(c) in (14, 15) for c in body["unit_grids"])
+        found = found or bool(body["components"])
+    assert found, "hydrants and valve covers on the affected nodes are components"
+
+
+def test_networks_are_listed(client):
+    nets = {n["name"]: n for n in client.get("/pipelines").json()["networks"]}
+    assert nets["sewer"]["kind"] == "gravity" and nets["water"]["kind"] == "pressure"
+    assert nets["tiny"]["segments"] >= 12
+    assert json.dumps(nets)  # plain JSON
