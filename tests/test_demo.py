@@ -55,8 +55,10 @@ def city(pg_url, tmp_path_factory, client):
     with psycopg.connect(pg_url) as conn:
         first = load_sample_city(conn, folder, settings_for(pg_url))
         again = load_sample_city(conn, folder, settings_for(pg_url))
-    reports = [*first.layers, *first.grid, first.components]
-    again = [*again.layers, *again.grid] + ([again.components] if again.components else [])
+    reports = [*first.layers, *first.grid, first.components, *first.networks]
+    again = [*again.layers, *again.grid, *again.networks] + (
+        [again.components] if again.components else []
+    )
     client.app.state.catalog._loaded_at = 0
     return folder, summary, reports, again
 
@@ -66,10 +68,18 @@ def test_every_sample_file_is_published(city):
     names = {
         getattr(r, "layer", None) or (f"grid_{r.level}" if hasattr(r, "level") else "components")
         for r in reports
+        if not hasattr(r, "network")
     }
+    for r in reports:
+        if hasattr(r, "network"):  # a pipe network publishes two collections
+            names |= {f"{r.network}_pipes", f"{r.network}_nodes"}
+            assert r.segments == summary[f"{r.network}_pipes.gpkg"]
+            assert r.nodes == summary[f"{r.network}_nodes.gpkg"]
     assert names == EXPECTED
     assert again == []  # a restarted demo does not import twice
     for r in reports:
+        if hasattr(r, "network"):
+            continue
         if hasattr(r, "layer"):
             assert r.loaded == summary[f"{r.layer}.gpkg"], r.layer
             assert not r.bad_rows

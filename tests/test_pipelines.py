@@ -695,3 +695,227 @@ def test_networks_are_listed(client):
     assert nets["sewer"]["kind"] == "gravity" and nets["water"]["kind"] == "pressure"
     assert nets["tiny"]["segments"] >= 12
     assert json.dumps(nets)  # plain JSON
+
+
+# --- networks imported from EPANET files, survey tables and GIS lines ------------------------
+def lattice_inp(path: Path, n: int = 18, seed: int = 5) -> tuple[list, list]:
+    """An n×n looped lattice fed by a reservoir, with vertices on some pipes; returns the
+    pipes (id, node1, node2) and a random valve layer (link, node)."""
+    rng = random.Random(seed)
+    junctions = [f"J{i}_{j}" for i in range(n) for j in range(n)]
+    pipes = []
+    for i in range(n):
+        for j in range(n):
+            if i + 1 < n:
+                pipes.append((f"P{i}_{j}v", f"J{i}_{j}", f"J{i + 1}_{j}"))
+            if j + 1 < n:
+                pipes.append((f"P{i}_{j}h", f"J{i}_{j}", f"J{i}_{j + 1}"))
+    pipes.append(("PR", "R1", "J0_0"))
+    lines = ["[TITLE]", "lattice", "", "[JUNCTIONS]"]
+    lines += [f" {j}\t30\t1.5" for j in junctions]
+    lines += ["", "[RESERVOIRS]", " R1\t60", "", "[PIPES]"]
+    lines += [f" {p}\t{a}\t{b}\t100\t200\t100\t0\tOpen" for p, a, b in pipes]
+    lines += ["", "[OPTIONS]", " Units\tLPS", "", "[COORDINATES]"]
+    lines += [f" J{i}_{j}\t{j * 100}\t{i * 100}" for i in range(n) for j in range(n)]
+    lines += [" R1\t-100\t-100", "", "[VERTICES]", " P0_0h\t50\t10", "", "[END]"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    valves = set()
+    for p, a, b in pipes[:-1]:
+        roll = rng.random()
+        if roll < 0.5:
+            valves.add((p, rng.choice([a, b])))
+        elif roll < 0.7:
+            valves |= {(p, a), (p, b)}
+    return pipes, sorted(valves)
+
+
+def wntr_style_segments(pipes, valves) -> dict[str, frozenset[str]]:
+    """WNTR's notion: a valve (link, node) cuts that link from that node; pipes sharing any
+    uncut node are in one segment."""
+    cut = set(valves)
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for p, a, b in pipes:
+        for end in (a, b):
+            if (p, end) not in cut:
+                parent[find("p:" + p)] = find("n:" + end)
+    groups: dict[str, set[str]] = {}
+    for p, _, _ in pipes:
+        groups.setdefault(find("p:" + p), set()).add(p)
+    return {p: frozenset(groups[find("p:" + p)]) for p, _, _ in pipes}
+
+
+def test_isolation_on_an_imported_epanet_network_equals_the_oracle(loaded, tmp_path):
+    from layers.pipelines.epanet import read_inp
+
+    pipes, valves = lattice_inp(tmp_path / "lattice.inp")
+    data = read_inp(
+        tmp_path / "lattice.inp",
+        crs="EPSG:4548",
+        affine=(1, 0, 500_000, 0, 1, 3_515_000),
+        isolation_valves=valves,
+    )
+    with psycopg.connect(loaded) as conn:
+        save_network(conn, "lattice", data)
+        conn.commit()
+        g = graphs.load(conn, "lattice")
+    expected = wntr_style_segments(pipes, valves)
+    assert 50 < len(set(expected.values())) < len(pipes)
+    for p, want in expected.items():
+        iso = g.isolate(g.seg_index[p])
+        got = {g.seg_name[s] for s in iso.isolated if "@" not in g.seg_name[s]}
+        assert got == want, p
+
+
+def test_cli_imports_an_epanet_file_with_valves_and_reports_a_broken_section(
+    loaded, tmp_path, monkeypatch
+):
+    from typer.testing import CliRunner
+
+    from twin.cli import app
+
+    monkeypatch.setenv("TWIN_DATABASE_URL", loaded)
+    _, valves = lattice_inp(tmp_path / "net.inp", n=6)
+    (tmp_path / "valves.csv").write_text(
+        "link,node\n" + "".join(f"{a},{b}\n" for a, b in valves), encoding="utf-8"
+    )
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "pipelines",
+            "import-inp",
+            "inpnet",
+            str(tmp_path / "net.inp"),
+            "--crs",
+            "EPSG:4548",
+            "--affine",
+            "1,0,500000,0,1,3515000",
+            "--valves",
+            str(tmp_path / "valves.csv"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(loaded) as conn:
+        n_valves = conn.execute(
+            "SELECT count(*) FROM twin.pipe_nodes WHERE network = 'inpnet' AND kind = 'valve'"
+        ).fetchone()[0]
+        sources = conn.execute(
+            "SELECT count(*) FROM twin.pipe_nodes WHERE network = 'inpnet' AND kind = 'reservoir'"
+        ).fetchone()[0]
+    assert n_valves == len(valves) and sources == 1
+    broken = (tmp_path / "net.inp").read_text().replace(" P0_0h\tJ0_0\tJ0_1\t100", " P0_0h\tJ0_0")
+    (tmp_path / "broken.inp").write_text(broken)
+    line = broken.splitlines().index(" P0_0h\tJ0_0\t200\t100\t0\tOpen") + 1
+    result = runner.invoke(app, ["pipelines", "import-inp", "inpnet", str(tmp_path / "broken.inp")])
+    assert result.exit_code == 2
+    assert f"line {line}" in result.output.replace("\n", " ")
+
+
+def test_cli_imports_survey_tables_with_checks(loaded, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from twin.cli import app
+
+    monkeypatch.setenv("TWIN_DATABASE_URL", loaded)
+    (tmp_path / "points.csv").write_text(
+        "物探点号,X,Y,地面高程,特征,附属物\n"
+        "JS1,3515000.0,500000.0,40.0,三通,\n"
+        "JS2,3515000.0,500050.0,40.2,,阀门\n"
+        "JS3,3515000.0,500100.0,40.1,弯头,\n"
+        "JS4,3515050.0,500100.0,40.3,,水表\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "lines.csv").write_text(
+        "起点点号,终点点号,管径,材质,起点埋深,终点埋深,埋设年代,权属单位,管线类别\n"
+        "JS1,JS2,300,球墨铸铁,1.2,1.2,2008,水务集团,JS\n"
+        "JS2,JS3,300,QM,1.2,1.3,2008,水务集团,JS\n"
+        "JS3,JS4,100,PE,1.3,1.0,2015,水务集团,JS\n"
+        "JS2,JS1,300,QM,1.2,1.2,2008,水务集团,JS\n",
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    args = [
+        "pipelines",
+        "import-survey",
+        "survey",
+        str(tmp_path / "points.csv"),
+        str(tmp_path / "lines.csv"),
+        "--crs",
+        "EPSG:4548",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "row 5" in text and "JS1" in text  # the reversed duplicate line, by its row
+    assert (tmp_path / "survey.import-report.csv").exists()
+    result = runner.invoke(app, [*args, "--skip-invalid"])
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(loaded) as conn:
+        rows = conn.execute(
+            "SELECT pipe_id, material, diameter_mm, round(ST_X(ST_StartPoint(geom))::numeric, 3),"
+            " round(ST_Y(ST_StartPoint(geom))::numeric, 3) FROM twin.pipe_segments "
+            "WHERE network = 'survey' ORDER BY pipe_id"
+        ).fetchall()
+        kinds = dict(
+            conn.execute(
+                "SELECT node_id, kind FROM twin.pipe_nodes WHERE network = 'survey'"
+            ).fetchall()
+        )
+    assert len(rows) == 3 and rows[0][1] == "QM" and rows[0][2] == 300
+    assert (float(rows[0][3]), float(rows[0][4])) == (117.0, pytest.approx(31.757, abs=0.01))
+    assert kinds == {"JS1": "junction", "JS2": "valve", "JS3": "junction", "JS4": "meter"}
+
+
+def test_cli_builds_topology_from_plain_lines(loaded, tmp_path, monkeypatch):
+    import geopandas as gpd
+    from shapely.geometry import LineString, Point
+    from typer.testing import CliRunner
+
+    from twin.cli import app
+
+    monkeypatch.setenv("TWIN_DATABASE_URL", loaded)
+    x0, y0 = 500_000.0, 3_515_000.0
+    lines = gpd.GeoDataFrame(
+        {"管径": [300, 300, 100], "材质": ["QM", "QM", "PE"]},
+        geometry=[
+            LineString([(x0, y0), (x0 + 100, y0)]),
+            LineString([(x0 + 100.3, y0), (x0 + 200, y0)]),  # 0.3 m gap: snapped
+            LineString([(x0 + 50, y0 + 40), (x0 + 50, y0 + 0.2)]),
+        ],  # a tee onto line 1
+        crs="EPSG:4548",
+    )
+    lines.to_file(tmp_path / "lines.gpkg")
+    nodes = gpd.GeoDataFrame(
+        {"id": ["SRC", "V1"], "kind": ["plant", "valve"]},
+        geometry=[Point(x0, y0), Point(x0 + 150, y0)],
+        crs="EPSG:4548",
+    )
+    nodes.to_file(tmp_path / "nodes.gpkg")
+    result = CliRunner().invoke(
+        app,
+        [
+            "pipelines",
+            "import-lines",
+            "plain",
+            str(tmp_path / "lines.gpkg"),
+            "--nodes",
+            str(tmp_path / "nodes.gpkg"),
+            "--utility",
+            "JS",
+            "--tolerance",
+            "0.5",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(loaded) as conn:
+        g = graphs.load(conn, "plain")
+    assert g.n_segs == 5  # line 1 split by the tee, line 2 split by the valve
+    assert sorted(g.node_kind[g.sources]) == ["plant"]
+    assert g.n_labels == 2  # the valve cuts the network in two

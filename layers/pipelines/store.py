@@ -137,12 +137,16 @@ def _lonlat(data: NetworkData) -> tuple[np.ndarray, np.ndarray, list[int]]:
 
 def _usable(data: NetworkData, findings: list[Finding]) -> NetworkData:
     """Drop what the findings name as unusable (for --skip-invalid)."""
-    bad_nodes = {f.ref for f in findings if f.severity == "error" and f.kind == "duplicate_node"}
+    errors = [f for f in findings if f.severity == "error"]
+    bad_nodes = {f.ref for f in errors if f.kind == "duplicate_node"}
+    bad_pipes = {f.ref for f in errors if f.table in ("lines", "pipes", None) and f.ref}
     nodes = [n for n in data.nodes if n.node_id not in bad_nodes and n.kind in NODE_KINDS]
     ids = {n.node_id for n in nodes}
     seen: set[str] = set()
     segments = []
     for s in data.segments:
+        if s.pipe_id in bad_pipes:
+            continue
         if s.from_node in ids and s.to_node in ids and s.pipe_id not in seen:
             if s.utility in UTILITIES and len(s.coords) >= 2:
                 segments.append(s)
