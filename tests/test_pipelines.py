@@ -592,6 +592,10 @@ def test_pipes_are_collections_and_tiles_with_cjj61_colours(client):
     assert props["feature_code"].startswith("51")
     assert props["unit_grid"]
     tj = client.get("/collections/water_pipes/tiles/WebMercatorQuad/tilejson.json").json()
+    assert tj["vector_layers"][0]["color"] == "#00ffff"
+    assert tj["vector_layers"][0]["utility"] == "JS"
+    gas = client.get("/collections/gas_nodes/tiles/WebMercatorQuad/tilejson.json").json()
+    assert gas["vector_layers"][0]["color"] == "#ff00ff"
     z, x, y = 15, *_tile_of(props, tj)
     tile = client.get(f"/collections/water_pipes/tiles/WebMercatorQuad/{z}/{x}/{y}")
     assert tile.status_code == 200

@@ -9,6 +9,7 @@ import psycopg
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from api.deps import Catalog, catalog, connection, settings
+from layers.pipelines.model import UTILITIES
 from tiles.mvt import TMS_ID, check_tile, tilejson
 from twin.errors import NotFound
 from twin.settings import Settings
@@ -33,12 +34,38 @@ async def layer_tilejson(
     tms: Annotated[str, Path(alias="tileMatrixSetId")],
     cat: Annotated[Catalog, Depends(catalog)],
     cfg: Annotated[Settings, Depends(settings)],
+    conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
 ) -> dict:
     _check_tms(tms)
     layer = cat.layer(collection_id)
     base = str(request.base_url).rstrip("/")
     url = f"{base}/collections/{layer.name}/tiles/{TMS_ID}/{{z}}/{{x}}/{{y}}"
-    return tilejson(layer, url, cfg.tiles)
+    doc = tilejson(layer, url, cfg.tiles)
+    if layer.schema_name == "twin" and layer.table_name.startswith(("pipes_", "pipe_nodes_")):
+        await _pipe_style(conn, layer.table_name, doc)
+    return doc
+
+
+async def _pipe_style(conn: psycopg.AsyncConnection, table: str, doc: dict) -> None:
+    """A pipe network's layer carries its CJJ 61 class and colour, so a client styles it
+    the way survey drawings do without knowing the standard."""
+    network = table.removeprefix("pipe_nodes_").removeprefix("pipes_")
+    cur = await conn.execute(
+        "SELECT utility, subclass FROM twin.pipe_networks WHERE name = %s", [network]
+    )
+    row = await cur.fetchone()
+    if row is None or row[0] not in UTILITIES:
+        return
+    _, zh, en, (r, g, b) = UTILITIES[row[0]]
+    doc["vector_layers"][0].update(
+        {
+            "utility": row[0],
+            "subclass": row[1],
+            "utility_name": f"{zh} {en}",
+            "color": f"#{r:02x}{g:02x}{b:02x}",
+            "standard": "CJJ 61-2017",
+        }
+    )
 
 
 @router.get(

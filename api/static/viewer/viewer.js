@@ -28,6 +28,12 @@ const UTILITY = {
   telecom: 'rgb(0,170,0)',
 };
 
+// CJJ 61 class codes, as pipe networks' TileJSON names them.
+const CLASS_COLORS = {
+  JS: UTILITY.water, PS: UTILITY.drainage, RQ: UTILITY.gas, RL: UTILITY.heat,
+  DL: UTILITY.power, TX: UTILITY.telecom,
+};
+
 // Sample-city collections. rank sets the draw order (lower is drawn first, further down).
 const KNOWN_STYLES = {
   boundary: { rank: 0, fill: '#fffefa', fillOpacity: 0.9, color: '#4a4f57', width: 2.5 },
@@ -50,6 +56,7 @@ const KNOWN_STYLES = {
   sewer_nodes: { rank: 42, color: UTILITY.drainage, radius: 2.5, minzoom: DENSE_MINZOOM },
   water_nodes: { rank: 43, color: UTILITY.water, radius: 2.5, minzoom: DENSE_MINZOOM },
   gas_nodes: { rank: 44, color: UTILITY.gas, radius: 2.5, minzoom: DENSE_MINZOOM },
+  pipe_findings: { rank: 52, color: '#d7263d', radius: 4 },
 };
 
 // Draw rank of collections we do not know, by kind: user polygons sit above buildings, user
@@ -192,9 +199,17 @@ function autoStyle(id, kind) {
 function makeEntry(collection, tilejson, order) {
   const kind = geometryKind(tileGeometryType(collection, tilejson));
   // Known sample-city collections override the automatic style; anything else keeps it.
-  const style = { ...autoStyle(collection.id, kind), ...KNOWN_STYLES[collection.id] };
   const layers = tilejson.vector_layers || [];
   const vectorLayer = layers.find((l) => l.id === collection.id) || layers[0];
+  // A pipe network's TileJSON names its CJJ 61 class; the class colour wins over a guess from
+  // the name (water supply keeps the darker cyan that reads on a light background).
+  const classColor = vectorLayer && vectorLayer.utility
+    ? (CLASS_COLORS[vectorLayer.utility] || vectorLayer.color) : undefined;
+  const style = {
+    ...autoStyle(collection.id, kind),
+    ...(classColor ? { color: classColor, fill: classColor } : {}),
+    ...KNOWN_STYLES[collection.id],
+  };
   const bbox = collectionBbox(collection) || tilejson.bounds;
   return {
     id: collection.id,
