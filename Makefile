@@ -6,7 +6,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test system venv viewer lint bench-import bench-locate clean
+.PHONY: demo test system venv viewer lint bench-import bench-locate bench-isolation clean
 
 system:
 	@scripts/ensure-system
@@ -46,6 +46,15 @@ bench-import: venv
 bench-locate: venv
 	@scripts/ensure-system --bench
 	$(BIN)/python bench/locate_bench.py
+
+# WNTR, the peer of the isolation benchmark, goes into the venv for the benchmark only (it is
+# no dependency of citytwin). wntr 1.5.0 imports six without declaring it: six is pinned too.
+WNTR_PINS := wntr==1.5.0 six==1.17.0
+
+bench-isolation: venv
+	@scripts/ensure-system
+	$(BIN)/pip install -q $(WNTR_PINS)
+	$(BIN)/python bench/isolation_bench.py
 
 clean:
 	-$(BIN)/twin db stop
