@@ -60,7 +60,9 @@ def load_sample_city(
         name = pipes.name.removesuffix("_pipes.gpkg")
         nodes = folder / f"{name}_nodes.gpkg"
         if nodes.exists() and not _network_loaded(conn, name):
-            loaded.networks.append(save_network(conn, name, read_native(pipes, nodes)))
+            data = read_native(pipes, nodes)
+            # an older demo database published these files as plain layers: they give way
+            loaded.networks.append(save_network(conn, name, data, replace_layers=True))
             conn.commit()
     loaded.layers = import_folder(
         conn,

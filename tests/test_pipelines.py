@@ -923,3 +923,165 @@ def test_cli_builds_topology_from_plain_lines(loaded, tmp_path, monkeypatch):
     assert g.n_segs == 5  # line 1 split by the tee, line 2 split by the valve
     assert sorted(g.node_kind[g.sources]) == ["plant"]
     assert g.n_labels == 2  # the valve cuts the network in two
+
+
+# --- review findings: staleness, restores, ties, unsupplied starts ---------------------------
+def test_a_dropped_and_reimported_network_is_not_served_from_the_old_graph(client, loaded):
+    from layers.pipelines.store import drop_network
+
+    data = tiny()
+    with psycopg.connect(loaded) as conn:
+        save_network(conn, "again", data)
+        conn.commit()
+    assert _traced(client, {"segment": "p4"}, "connected", "again")[1]
+    renamed = tiny()
+    for s in renamed.segments:
+        s.pipe_id = "q" + s.pipe_id[1:]
+    with psycopg.connect(loaded) as conn:
+        drop_network(conn, "again")
+        save_network(conn, "again", renamed)
+        conn.commit()
+    _, pipes = _traced(client, {"segment": "q4"}, "connected", "again")
+    assert "q4" in pipes and "p4" not in pipes
+
+
+def test_restoring_a_renamed_node_brings_its_pipes_back(client, loaded):
+    with psycopg.connect(loaded) as conn:
+        save_network(conn, "restore", tiny())
+        conn.commit()
+    client.app.state.catalog._loaded_at = 0  # see the new collections now
+    fid = client.get("/collections/restore_nodes/items", params={"node_id": "J2"}).json()[
+        "features"
+    ][0]["id"]
+    r = client.patch(
+        f"/collections/restore_nodes/items/{fid}",
+        json={
+            "properties": {"node_id": "J2X"},
+            "geometry": {"type": "Point", "coordinates": list(ll(200, 5))},
+        },
+        headers={"If-Match": '"1"'},
+    )
+    assert r.status_code == 204, r.text
+    p4 = client.get("/collections/restore_pipes/items", params={"pipe_id": "p4"}).json()
+    assert p4["features"][0]["properties"]["from_node"] == "J2X"
+    r = client.post(f"/collections/restore_nodes/items/{fid}/restore", params={"version": 1})
+    assert r.status_code == 200, r.text
+    counts = client.get("/pipelines/restore/topology").json()["counts"]
+    assert "unknown_node" not in counts and "end_off_node" not in counts, counts
+    p4 = client.get("/collections/restore_pipes/items", params={"pipe_id": "p4"}).json()
+    assert p4["features"][0]["properties"]["from_node"] == "J2"
+
+
+def test_undeleting_a_pipe_whose_node_is_gone_is_refused(client, loaded):
+    with psycopg.connect(loaded) as conn:
+        save_network(conn, "undel", tiny())
+        conn.commit()
+    client.app.state.catalog._loaded_at = 0  # see the new collections now
+    pipe_fid = client.get("/collections/undel_pipes/items", params={"pipe_id": "p9"}).json()[
+        "features"
+    ][0]["id"]
+    node_fid = client.get("/collections/undel_nodes/items", params={"node_id": "M2"}).json()[
+        "features"
+    ][0]["id"]
+    assert (
+        client.delete(
+            f"/collections/undel_pipes/items/{pipe_fid}", headers={"If-Match": '"1"'}
+        ).status_code
+        == 204
+    )
+    assert (
+        client.delete(
+            f"/collections/undel_nodes/items/{node_fid}", headers={"If-Match": '"1"'}
+        ).status_code
+        == 204
+    )
+    r = client.post(f"/collections/undel_pipes/items/{pipe_fid}/restore")
+    assert r.status_code == 422 and "M2" in r.json()["message"]
+
+
+def test_a_closed_valve_named_inoperable_still_blocks(client):
+    # V4 is closed: naming it inoperable must not merge the loop into the outage
+    plain = client.post(
+        "/pipelines/isolate", json={"start": {"segment": "p12"}, "network": "tiny"}
+    ).json()
+    named = client.post(
+        "/pipelines/isolate",
+        json={"start": {"segment": "p12"}, "network": "tiny", "inoperable": ["V4"]},
+    ).json()
+    assert set(named["isolated"]["pipe_ids"]) == set(plain["isolated"]["pipe_ids"])
+
+
+def test_pipes_fed_from_both_ends_are_reached_by_directed_traces(client, loaded):
+    s, j = node("S", "plant", 0, 0), node("J", "junction", 100, 0)
+    a, b = node("A", "junction", 150, 50), node("B", "junction", 150, -50)
+    data = NetworkData(
+        [s, j, a, b],
+        [pipe("s", s, j), pipe("ja", j, a), pipe("jb", j, b), pipe("ab", a, b)],
+        "EPSG:4326",
+        source="tie",
+    )
+    with psycopg.connect(loaded) as conn:
+        save_network(conn, "tie", data)
+        conn.commit()
+    _, down = _traced(client, {"segment": "s"}, "downstream", "tie")
+    assert down == {"s", "ja", "jb", "ab"}
+
+
+def test_a_start_behind_a_closed_valve_is_said_to_get_no_water(client):
+    body, _ = _traced(client, {"segment": "p11"}, "upstream", "tiny")
+    assert body["warnings"] == []
+    with_closed = client.post(
+        "/pipelines/isolate",
+        json={"start": {"segment": "p4"}, "network": "tiny2"},
+    ).json()  # tiny2 has V2 and V4 closed: p5 beyond V2 is fed by nothing
+    assert with_closed["warnings"] == []
+    body = client.post(
+        "/pipelines/isolate", json={"start": {"segment": "p6"}, "network": "tiny2"}
+    ).json()
+    assert any("gets no water now" in w for w in body["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("props", "words"),
+    [
+        ({"diameter_mm": 1e300}, "out of range"),
+        ({"material": {"x": 1}}, "is text"),
+        ({"to_node": "J1", "from_node": "J1"}, "starts and ends at node J1"),
+        ({"colour": "red"}, "unknown property colour"),
+    ],
+)
+def test_bad_pipe_edits_are_refused_with_a_reason(client, props, words):
+    feature = client.get("/collections/tiny_pipes/items", params={"pipe_id": "p1"}).json()[
+        "features"
+    ][0]
+    r = client.patch(
+        f"/collections/tiny_pipes/items/{feature['id']}",
+        json={"properties": props},
+        headers={"If-Match": f'"{feature["properties"]["version"]}"'},
+    )
+    assert r.status_code == 422, r.text
+    assert words in r.json()["message"]
+
+
+def test_a_plain_layer_of_the_same_name_is_not_dropped(loaded, tmp_path):
+    from layers.importer import import_file
+    from twin.errors import Conflict
+
+    path = tmp_path / "roads_pipes.csv"
+    path.write_text("lon,lat,name\n116.53,31.75,a\n", encoding="utf-8")
+    with psycopg.connect(loaded) as conn:
+        import_file(conn, path, layer_name="roads_pipes")
+        conn.commit()
+        with pytest.raises(Conflict, match="twin layers drop roads_pipes"):
+            save_network(conn, "roads", tiny())
+        conn.rollback()
+        assert conn.execute("SELECT count(*) FROM published.roads_pipes").fetchone()[0] == 1
+
+
+def test_conflicts_refuse_unknown_networks(client):
+    line = {"type": "LineString", "coordinates": [ll(120, -20), ll(120, 5)]}
+    r = client.post(
+        "/pipelines/conflicts",
+        json={"geometry": line, "dig_depth_m": 1, "networks": ["nowhere"]},
+    )
+    assert r.status_code == 404 and "nowhere" in r.json()["message"]

@@ -124,11 +124,14 @@ async def start_in_graph(
     conn: Any, cache: GraphCache, start: dict, network: str | None, **kw: Any
 ) -> tuple[Graph, Start]:
     net, pipe_id, node_id, snapped = await resolve_start(conn, start, network, **kw)
-    g = await cache.get(conn, net)
-    if pipe_id is not None:
-        return g, Start(net, segment=g.seg_index[pipe_id], snapped=snapped)
-    assert node_id is not None
-    return g, Start(net, node=g.node_index[node_id])
+    for _ in range(2):
+        g = await cache.get(conn, net)
+        if pipe_id is not None and pipe_id in g.seg_index:
+            return g, Start(net, segment=g.seg_index[pipe_id], snapped=snapped)
+        if node_id is not None and node_id in g.node_index:
+            return g, Start(net, node=g.node_index[node_id])
+        cache.forget(net)  # written between our two reads: build again from a fresh snapshot
+    raise NotFound(f"{pipe_id or node_id} changed while it was being read; ask again")
 
 
 # --- output --------------------------------------------------------------------------------
@@ -220,6 +223,12 @@ async def trace(
             f"'{direction}' has no meaning there; add a source node or trace 'connected'"
         )
     result: Trace = g.trace(seg=at.segment, node=at.node, direction=direction)
+    warnings = []
+    if not g.gravity and direction != "connected" and not _start_supplied(g, at):
+        warnings.append(
+            "the start is not supplied by any source now (behind a closed valve, or on a part "
+            "of the network no source reaches), so flow directions there are unknown"
+        )
     stopped = np.array(result.stopped_at, dtype=np.int64)
     features = await _features(
         conn,
@@ -235,8 +244,16 @@ async def trace(
         "start": _start_info(g, at),
         "totals": _totals(g, result.segments, result.nodes),
         "stopped_at_closed_valves": [g.node_name[v] for v in result.stopped_at],
+        "warnings": warnings,
         "features": features,
     }
+
+
+def _start_supplied(g: Graph, at: Start) -> bool:
+    if at.segment is not None:
+        return g.supplied(at.segment)
+    assert at.node is not None
+    return bool(np.isfinite(g.distance_to_sources()[at.node]))
 
 
 def _start_info(g: Graph, at: Start) -> dict[str, Any]:
@@ -311,19 +328,24 @@ async def _impact(conn: Any, g: Graph, iso: Isolation) -> dict[str, Any]:
     }
 
 
+# Buffering hundreds of pipes one by one is slow in GEOS; snapped to a 1 m grid and merged into
+# long lines first, the same area (within a fraction of a percent) comes several times faster.
 async def _outage_area(conn: Any, g: Graph, segs: np.ndarray) -> tuple[dict | None, float]:
     if not len(segs):
         return None, 0.0
     lon = float(np.nanmean(g.node_xy[:, 0])) if g.n_nodes else 117.0
     cur = await conn.execute(
         """
-        WITH a AS (SELECT ST_Buffer(ST_Transform(ST_Collect(geom), %(srid)s), %(m)s, 4) AS g
+        WITH a AS (SELECT ST_Buffer(ST_LineMerge(ST_Collect(ST_SnapToGrid(
+                       ST_Transform(geom, %(srid)s), %(snap)s))), %(m)s, 2) AS g
                    FROM twin.pipe_segments WHERE id = ANY(%(ids)s))
         SELECT ST_AsGeoJSON(ST_Transform(g, 4326), 7), ST_Area(g) FROM a
         """,
         {
             "srid": utm_or_gk_epsg(lon),
             "m": OUTAGE_BUFFER_M,
+            # a coarser grid for outages of thousands of pipes keeps the answer in seconds
+            "snap": 1.0 if len(segs) < 2000 else 5.0,
             "ids": [int(x) for x in g.seg_db[segs]],
         },
     )
@@ -356,7 +378,12 @@ async def _isolation_body(conn: Any, g: Graph, iso: Isolation) -> dict[str, Any]
             f"network {g.network} has no sources (plant, reservoir, tank, regulator): the "
             "isolated segment is known, but which further pipes lose supply is not"
         )
-    if not iso.to_close:
+    elif not g.supplied(iso.burst):
+        body["warnings"].append(
+            "the burst pipe gets no water now (behind a closed valve, or on a part no source "
+            "reaches): nothing needs closing to stop it losing supply"
+        )
+    if not iso.to_close and g.supplied(iso.burst):
         body["warnings"].append(
             "no valve can isolate this pipe: every path out of it has no operable valve"
         )
@@ -371,6 +398,18 @@ async def isolate(
     inoperable: list[str],
     second_pass: bool,
 ) -> dict[str, Any]:
+    if network:
+        cur = await conn.execute(
+            "SELECT gravity FROM twin.pipe_networks WHERE name = %s", [network]
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"no pipe network {network!r}; see /pipelines")
+        if row[0]:
+            raise InvalidParameter(
+                f"network {network} is a gravity network: it has no valves to close; "
+                "isolation applies to pressure networks (water, gas, heat)"
+            )
     g, at = await start_in_graph(conn, cache, start, network, pressure_only=True, allow_node=False)
     if g.gravity:
         raise InvalidParameter(
@@ -482,6 +521,17 @@ async def conflicts(
 ) -> dict[str, Any]:
     shape, area = footprint(geometry, crs, width_m)
     limit = dig_depth_m + clearance_m
+    if networks:
+        cur = await conn.execute(
+            "SELECT array_agg(n) FROM unnest(%s::text[]) n "
+            "WHERE n NOT IN (SELECT name FROM twin.pipe_networks)",
+            [networks],
+        )
+        unknown = (await cur.fetchone() or [None])[0]
+        if unknown:
+            raise NotFound(f"no pipe network {', '.join(unknown)}; see /pipelines")
+    else:
+        networks = None
     cur = await conn.execute(
         CONFLICTS_SQL, {"g": shapely.to_geojson(shape), "nets": networks, "limit": limit}
     )

@@ -9,6 +9,7 @@ revision, so traces and isolation see it on their next request.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from layers.pipelines.model import FLOWS, NODE_KINDS, STATES, VALVE_STATES
 from layers.pipelines.topology import END_OFF_M
 from twin.errors import Conflict, InvalidData, NotFound
 
-COLLECTION = re.compile(r"^([a-z][a-z0-9_]{0,30})_(pipes|nodes)$")
+COLLECTION = re.compile(r"([a-z][a-z0-9_]{0,30})_(pipes|nodes)")
 
 NUMBERS = {
     "diameter_mm",
@@ -106,7 +107,7 @@ class Target:
 
 
 def target_of(collection_id: str) -> Target | None:
-    m = COLLECTION.match(collection_id)
+    m = COLLECTION.fullmatch(collection_id)
     return Target(m.group(1), m.group(2)) if m else None
 
 
@@ -130,11 +131,15 @@ def _typed(key: str, value: Any) -> Any:
     if key in NUMBERS:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidData(f"{key} is a number, not {value!r}")
+        if not math.isfinite(value) or abs(value) > 1e6:
+            raise InvalidData(f"{key} {value!r} is out of range")
         return float(value)
     if key == "year_laid":
         if isinstance(value, bool) or not isinstance(value, int) or not 1800 <= value <= 2200:
             raise InvalidData(f"year_laid is a year such as 1998, not {value!r}")
         return value
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise InvalidData(f"{key} is text, not {type(value).__name__}")
     text = str(value).strip()
     if key in CHOICES and text not in CHOICES[key]:
         raise InvalidData(f"{key} {text!r} is not one of {', '.join(CHOICES[key])}")
@@ -165,6 +170,7 @@ def parse(feature: Any, t: Target, *, partial: bool) -> tuple[dict[str, Any], st
         shape = shapely.from_geojson(json.dumps(geometry))
     except (shapely.errors.GEOSException, TypeError, ValueError):
         raise InvalidData("geometry is not valid GeoJSON") from None
+    shape = shapely.force_2d(shape)  # heights live in the elevation fields, not the geometry
     if shape.geom_type != want or shape.is_empty:
         raise InvalidData(f"a {t.what[:-1]} is a {want}, not a {shape.geom_type}")
     west, south, east, north = shape.bounds
@@ -187,7 +193,12 @@ WHERE s.id = %s
 
 async def _check_ends(conn: psycopg.AsyncConnection, fid: int) -> None:
     cur = await conn.execute(_ENDS_SQL, [fid])
-    for pipe_id, which, node, missing, dist in await cur.fetchall():
+    rows = await cur.fetchall()
+    if rows and rows[0][2] == rows[1][2]:
+        raise InvalidData(
+            f"pipe {rows[0][0]} starts and ends at node {rows[0][2]}: a pipe joins two nodes"
+        )
+    for pipe_id, which, node, missing, dist in rows:
         if missing:
             raise InvalidData(f"pipe {pipe_id} {which} at node {node}, which does not exist")
         if dist > END_OFF_M:
@@ -238,7 +249,11 @@ async def update(
     if t.what == "nodes" and values.get("kind") not in (None, "valve"):
         values.setdefault("valve_state", None)
     if values.get("kind") == "valve" and "valve_state" not in values:
-        values["valve_state"] = "open"
+        # a valve stays as it is; a node becoming a valve starts open
+        current = await _scalar(
+            conn, "SELECT valve_state FROM twin.pipe_nodes WHERE id = %s", [fid]
+        )
+        values["valve_state"] = current or "open"
     sets, params = _sets(values, geom, partial)
     async with conn.transaction():
         before = await _node_state(conn, t, fid) if t.what == "nodes" else None
@@ -365,19 +380,24 @@ async def restore(
     await check_network(conn, t)
     table = sql.Identifier("twin", t.table.table)
     if to_version is None:
-        cur = await _write(
-            conn,
-            conn.execute(
-                sql.SQL(
-                    "UPDATE {} SET deleted_at = NULL WHERE id = %s AND network = %s "
-                    "AND deleted_at IS NOT NULL RETURNING version"
-                ).format(table),
-                [fid, t.network],
-            ),
-        )
-        row = await cur.fetchone()
-        if row is None:
-            raise NotFound(f"no deleted {t.table.label} {fid}: give ?version= for a prior state")
+        async with conn.transaction():
+            cur = await _write(
+                conn,
+                conn.execute(
+                    sql.SQL(
+                        "UPDATE {} SET deleted_at = NULL WHERE id = %s AND network = %s "
+                        "AND deleted_at IS NOT NULL RETURNING version"
+                    ).format(table),
+                    [fid, t.network],
+                ),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                raise NotFound(
+                    f"no deleted {t.table.label} {fid}: give ?version= for a prior state"
+                )
+            if t.what == "pipes":  # its nodes may have gone or moved meanwhile
+                await _check_ends(conn, fid)
         return int(row[0])
     state = await versioned.prior_state(conn, t.table, fid, to_version)
     cols = [k for k in t.fields if k in state]
@@ -388,6 +408,7 @@ async def restore(
         "WHERE id = %s AND network = %s RETURNING version"
     ).format(table, sets)
     async with conn.transaction():
+        before = await _node_state(conn, t, fid) if t.what == "nodes" else None
         new = await _write(
             conn, _scalar(conn, query, [*params, json.dumps(state["geom"]), fid, t.network])
         )
@@ -395,4 +416,6 @@ async def restore(
             raise NotFound(f"no {t.table.label} {fid}")
         if t.what == "pipes":
             await _check_ends(conn, fid)
+        else:  # its pipes follow the restored place and id
+            await _follow_node(conn, t, before, fid)
     return int(new)

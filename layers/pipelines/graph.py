@@ -167,7 +167,7 @@ class Graph:
         while todo:  # grow across valves that cannot close
             label = todo.popleft()
             for valve in self.label_valves[label]:
-                if valve in inoperable:
+                if valve in inoperable and not self.closed[valve]:  # shut stays shut
                     for other in self.valve_labels[valve] - merged:
                         merged.add(other)
                         todo.append(other)
@@ -237,11 +237,25 @@ class Graph:
         out[a_shut & ~b_shut & np.isfinite(db)] = -1
         return out
 
+    def _tied(self) -> np.ndarray:
+        """Pressure pipes whose two ends are equally far from the sources."""
+        if self.gravity:
+            return np.zeros(self.n_segs, dtype=bool)
+        d = self.distance_to_sources()
+        da = np.where(self.linked, d[np.maximum(self.seg_a, 0)], np.inf)
+        db = np.where(self.linked, d[np.maximum(self.seg_b, 0)], np.inf)
+        return np.isfinite(da) & (da == db)
+
+    def supplied(self, seg: int) -> bool:
+        """Whether a source reaches the segment through open valves now."""
+        return int(self.seg_label[seg]) in self.fed
+
     def trace(
         self, *, seg: int | None = None, node: int | None = None, direction: str = "connected"
     ) -> Trace:
         """Segments and nodes reached from a segment or node; closed valves stop a trace."""
         sense = self._directions() if direction != "connected" else None
+        tied = self._tied() if sense is not None else None
         want = 1 if direction == "downstream" else -1
         seen_segs: set[int] = set()
         seen_nodes: set[int] = set()
@@ -267,6 +281,10 @@ class Graph:
                 a, b = int(self.seg_a[s]), int(self.seg_b[s])
                 other, forward = (b, 1) if a == at else (a, -1)
                 if sense is not None and sense[s] * forward != want:
+                    if (
+                        tied is not None and sense[s] == 0 and tied[s]
+                    ):  # fed from both ends: reached, not passed
+                        seen_segs.add(s)
                     continue
                 if s not in seen_segs:
                     seen_segs.add(s)
@@ -302,6 +320,9 @@ class GraphCache:
     def __init__(self) -> None:
         self._graphs: dict[str, Graph] = {}
 
+    def forget(self, network: str) -> None:
+        self._graphs.pop(network, None)
+
     async def get(self, conn: Any, network: str) -> Graph:
         cur = await conn.execute(NETWORK_SQL, [network])
         row = await cur.fetchone()
@@ -309,14 +330,24 @@ class GraphCache:
             from twin.errors import NotFound
 
             raise NotFound(f"no pipe network {network!r}")
-        revision, gravity = int(row[0]), bool(row[1])
+        revision = int(row[0])
         graph = self._graphs.get(network)
         if graph is not None and graph.revision == revision:
             return graph
-        cur = await conn.execute(NODES_SQL, [network])
-        nodes = await cur.fetchall()
-        cur = await conn.execute(SEGMENTS_SQL, [network])
-        segments = await cur.fetchall()
-        graph = Graph(network, revision, gravity, nodes, segments)
+        # one snapshot for the revision and the rows, so an edit committed meanwhile cannot
+        # leave pipes naming nodes the graph does not have
+        async with conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cur = await conn.execute(NETWORK_SQL, [network])
+            row = await cur.fetchone()
+            if row is None:
+                from twin.errors import NotFound
+
+                raise NotFound(f"no pipe network {network!r}")
+            cur = await conn.execute(NODES_SQL, [network])
+            nodes = await cur.fetchall()
+            cur = await conn.execute(SEGMENTS_SQL, [network])
+            segments = await cur.fetchall()
+        graph = Graph(network, int(row[0]), bool(row[1]), nodes, segments)
         self._graphs[network] = graph
         return graph

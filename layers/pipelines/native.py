@@ -55,6 +55,8 @@ def _float(v: Any) -> float | None:
 
 def _text(v: Any) -> str | None:
     v = _value(v)
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)  # integer ids in a column with gaps come back as floats
     return None if v is None or str(v).strip() == "" else str(v).strip()
 
 
@@ -151,6 +153,15 @@ def _segment(
         )
         return None
     year = _value(row.get("year_laid"))
+    try:
+        year = None if year is None else int(float(str(year).strip()[:4]))
+    except ValueError:
+        findings.append(
+            Finding(
+                "bad_value", f"pipe {pipe_id}: year_laid {year!r} is not a year", row=n, ref=pipe_id
+            )
+        )
+        return None
     attrs = {k: _value(v) for k, v in row.items() if k not in _PIPE_COLUMNS}
     return Segment(
         pipe_id,

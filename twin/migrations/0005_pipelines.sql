@@ -2,6 +2,10 @@
 -- topology findings. One table each for nodes and segments across networks (traces and
 -- conflict checks read them together); the store publishes a view per network.
 
+-- Revisions come from one sequence, so a network dropped and imported again never repeats a
+-- revision that a cached graph of its earlier self still carries.
+CREATE SEQUENCE twin.pipe_revision;
+
 CREATE TABLE twin.pipe_networks (
     name        text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]{0,30}$'),
     title       text NOT NULL DEFAULT '',
@@ -10,7 +14,7 @@ CREATE TABLE twin.pipe_networks (
     gravity     boolean NOT NULL,
     source      text,          -- the file(s) it was imported from
     source_crs  text,
-    revision    bigint NOT NULL DEFAULT 1,  -- bumped by every write to its nodes or segments
+    revision    bigint NOT NULL DEFAULT nextval('twin.pipe_revision'),  -- moved on by every write
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 
@@ -118,10 +122,10 @@ CREATE TRIGGER pipe_segments_before_write BEFORE INSERT OR UPDATE ON twin.pipe_s
 CREATE FUNCTION twin.pipe_bump_revision() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        UPDATE twin.pipe_networks SET revision = revision + 1, updated_at = now()
+        UPDATE twin.pipe_networks SET revision = nextval('twin.pipe_revision'), updated_at = now()
         WHERE name IN (SELECT DISTINCT network FROM old_rows);
     ELSE
-        UPDATE twin.pipe_networks SET revision = revision + 1, updated_at = now()
+        UPDATE twin.pipe_networks SET revision = nextval('twin.pipe_revision'), updated_at = now()
         WHERE name IN (SELECT DISTINCT network FROM new_rows);
     END IF;
     RETURN NULL;
