@@ -24,7 +24,12 @@ class StartModel(BaseModel):
     segment: str | None = Field(None, description="A pipe id, e.g. JSL000123")
     node: str | None = Field(None, description="A node id (traces only)")
     point: list[float] | None = Field(
-        None, description="[x, y]; snapped to the nearest pipe", min_length=2, max_length=2
+        None,
+        description="Snapped to the nearest pipe. [lon, lat] by default and for EPSG:4326/4490 "
+        "(as /grid/locate takes them); [northing, easting], the CRS's own order, for the "
+        "CGCS2000 Gauss-Krüger CRSs (EPSG:4526-4528, 4547-4549)",
+        min_length=2,
+        max_length=2,
     )
     crs: str | None = Field(None, description="CRS of the point (default CRS84 lon/lat)")
     max_distance_m: float = Field(50.0, gt=0, le=5000, description="Snapping limit")
