@@ -12,7 +12,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from api import errors
 from api.deps import Catalog
-from api.routers import edit, features, grid, landing, pipelines, tiles, viewer
+from api.routers import edit, features, grid, landing, pipelines, rasters, tiles, viewer
 from twin import db
 from twin.settings import Settings
 
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool = db.make_pool(url, settings.db)
         await pool.open(wait=False)
         app.state.pool = pool
+        app.state.database_url = url  # for the few long jobs that run on their own connection
         app.state.catalog = Catalog(settings)
         try:
             yield
@@ -54,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["*"],
         expose_headers=["ETag", "Content-Crs"],
     )
-    for module in (landing, features, edit, tiles, grid, pipelines, viewer):
+    for module in (landing, features, edit, tiles, grid, pipelines, rasters, viewer):
         app.include_router(module.router)
     _document_limits(app, settings)
     return app

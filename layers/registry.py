@@ -149,3 +149,53 @@ def drop_layer(conn: psycopg.Connection, name: str) -> None:
                 sql.Identifier(layer.schema_name, layer.table_name)
             )
         )
+
+
+def register_view(
+    conn: psycopg.Connection,
+    layer: str,
+    title: str,
+    view: str,
+    geometry_type: str,
+    fields: list[tuple[str, str]],
+    description: str,
+) -> None:
+    """Publish a view of schema twin (a domain table's current rows) as a collection, with
+    its current count and extent; a plain layer of that name from an earlier generic import
+    gives way."""
+    from psycopg import sql
+    from psycopg.types.json import Jsonb
+
+    old = conn.execute(
+        "SELECT schema_name, table_name FROM twin.layers WHERE name = %s AND schema_name <> 'twin'",
+        [layer],
+    ).fetchone()
+    if old is not None:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(*old)))
+    count, *bbox = conn.execute(
+        sql.SQL(
+            "SELECT count(*), ST_XMin(ST_Extent(geom)), ST_YMin(ST_Extent(geom)), "
+            "ST_XMax(ST_Extent(geom)), ST_YMax(ST_Extent(geom)) FROM twin.{}"
+        ).format(sql.Identifier(view))
+    ).fetchone() or (0, None)
+    conn.execute(
+        """
+        INSERT INTO twin.layers (name, title, description, schema_name, table_name,
+                                 geometry_type, fields, feature_count, bbox)
+        VALUES (%s, %s, %s, 'twin', %s, %s, %s, %s, %s)
+        ON CONFLICT (name) DO UPDATE SET title = EXCLUDED.title, schema_name = 'twin',
+            table_name = EXCLUDED.table_name, geometry_type = EXCLUDED.geometry_type,
+            fields = EXCLUDED.fields, feature_count = EXCLUDED.feature_count,
+            bbox = EXCLUDED.bbox, updated_at = now()
+        """,
+        [
+            layer,
+            title,
+            description,
+            view,
+            geometry_type,
+            Jsonb([{"name": n, "type": t} for n, t in fields]),
+            count,
+            bbox if bbox and bbox[0] is not None else None,
+        ],
+    )

@@ -20,6 +20,7 @@ from layers.components.importer import ComponentImport, import_components
 from layers.importer import ImportReport, Progress
 from layers.pipelines.native import read_native
 from layers.pipelines.store import NetworkImport, save_network
+from layers.rasters.catalog import SceneReport, add_scene
 from layers.registry import find_layer
 from twin.settings import Settings
 
@@ -30,6 +31,8 @@ class Loaded:
     components: ComponentImport | None = None
     layers: list[ImportReport] = field(default_factory=list)
     networks: list[NetworkImport] = field(default_factory=list)
+    scenes: list[SceneReport] = field(default_factory=list)
+    changes: dict | None = None
 
 
 def _domain_loaded(conn: psycopg.Connection, name: str) -> bool:
@@ -40,6 +43,28 @@ def _domain_loaded(conn: psycopg.Connection, name: str) -> bool:
 def _network_loaded(conn: psycopg.Connection, name: str) -> bool:
     row = conn.execute("SELECT 1 FROM twin.pipe_networks WHERE name = %s", [name]).fetchone()
     return row is not None
+
+
+SAMPLE_COLLECTION = "sample-city"
+
+
+def _load_imagery(
+    conn: psycopg.Connection, folder: Path, settings: Settings, loaded: Loaded
+) -> None:
+    """Both image dates as scenes of one collection, and the changes between them."""
+    from layers.rasters.changes import run_change_detection
+
+    images = sorted(folder.glob("imagery_*.tif"))
+    for path in images:
+        known = conn.execute("SELECT 1 FROM twin.raster_scenes WHERE id = %s", [path.stem])
+        if known.fetchone() is None:
+            loaded.scenes.append(
+                add_scene(conn, [path], settings.raster_dir, collection=SAMPLE_COLLECTION)
+            )
+            conn.commit()
+    if len(images) >= 2 and loaded.scenes:
+        loaded.changes = run_change_detection(conn, images[0].stem, images[-1].stem, "sample-city")
+        conn.commit()
 
 
 def load_sample_city(
@@ -64,6 +89,7 @@ def load_sample_city(
             # an older demo database published these files as plain layers: they give way
             loaded.networks.append(save_network(conn, name, data, replace_layers=True))
             conn.commit()
+    _load_imagery(conn, folder, settings, loaded)
     loaded.layers = import_folder(
         conn,
         folder,

@@ -21,6 +21,7 @@ from twin import db, migrate
 from twin.cli_components import components_app
 from twin.cli_grid import grid_app
 from twin.cli_pipelines import pipelines_app
+from twin.cli_raster import raster_app
 from twin.errors import TwinError
 from twin.settings import Settings
 
@@ -36,6 +37,7 @@ app.add_typer(layers_app, name="layers")
 app.add_typer(grid_app, name="grid")
 app.add_typer(components_app, name="components")
 app.add_typer(pipelines_app, name="pipelines")
+app.add_typer(raster_app, name="raster")
 
 console = Console(stderr=True)
 out = Console()

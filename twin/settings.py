@@ -91,6 +91,19 @@ class ComponentSettings(BaseSettings):
     )
 
 
+class RasterSettings(BaseSettings):
+    """The scene catalog."""
+
+    model_config = _CONFIG
+
+    raster_dir: Path | None = Field(
+        default=None,
+        description="Where scenes converted to COG are kept (default: DATA_DIR/rasters)",
+    )
+    raster_tile_size: int = Field(default=256, ge=64, le=1024)
+    raster_max_zonal_cells: int = Field(default=20_000, ge=1)
+
+
 class Settings(BaseSettings):
     """Everything, grouped by concern."""
 
@@ -101,3 +114,8 @@ class Settings(BaseSettings):
     tiles: TileSettings = Field(default_factory=TileSettings)
     grid: GridSettings = Field(default_factory=GridSettings)
     components: ComponentSettings = Field(default_factory=ComponentSettings)
+    rasters: RasterSettings = Field(default_factory=RasterSettings)
+
+    @property
+    def raster_dir(self) -> Path:
+        return self.rasters.raster_dir or self.db.data_dir / "rasters"

@@ -20,7 +20,6 @@ import numpy as np
 import psycopg
 import shapely
 from psycopg import sql
-from psycopg.types.json import Jsonb
 from pyproj import CRS
 
 from layers.pipelines import codes
@@ -33,6 +32,7 @@ from layers.pipelines.model import (
     Finding,
     NetworkData,
 )
+from layers.registry import register_view
 from twin.crs import to_wgs84_xy
 from twin.errors import Conflict, InvalidData, InvalidParameter, NotFound
 
@@ -442,38 +442,8 @@ def _register(
     geometry_type: str,
     fields: list[tuple[str, str]],
 ) -> None:
-    old = conn.execute(
-        "SELECT schema_name, table_name FROM twin.layers WHERE name = %s AND schema_name <> 'twin'",
-        [layer],
-    ).fetchone()
-    if old is not None:  # a plain layer of that name from a generic import gives way
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(*old)))
-    count, *bbox = conn.execute(
-        sql.SQL(
-            "SELECT count(*), ST_XMin(ST_Extent(geom)), ST_YMin(ST_Extent(geom)), "
-            "ST_XMax(ST_Extent(geom)), ST_YMax(ST_Extent(geom)) FROM twin.{}"
-        ).format(sql.Identifier(view))
-    ).fetchone() or (0, None)
-    conn.execute(
-        """
-        INSERT INTO twin.layers (name, title, description, schema_name, table_name,
-                                 geometry_type, fields, feature_count, bbox)
-        VALUES (%s, %s, %s, 'twin', %s, %s, %s, %s, %s)
-        ON CONFLICT (name) DO UPDATE SET title = EXCLUDED.title, schema_name = 'twin',
-            table_name = EXCLUDED.table_name, geometry_type = EXCLUDED.geometry_type,
-            fields = EXCLUDED.fields, feature_count = EXCLUDED.feature_count,
-            bbox = EXCLUDED.bbox, updated_at = now()
-        """,
-        [
-            layer,
-            title,
-            "CJJ 61 underground pipe network",
-            view,
-            geometry_type,
-            Jsonb([{"name": n, "type": t} for n, t in fields]),
-            count,
-            bbox if bbox and bbox[0] is not None else None,
-        ],
+    register_view(
+        conn, layer, title, view, geometry_type, fields, "CJJ 61 underground pipe network"
     )
 
 

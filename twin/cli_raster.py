@@ -1,0 +1,119 @@
+"""``twin raster``: the scene catalog and change detection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from twin import db
+from twin.errors import TwinError
+from twin.settings import Settings
+
+raster_app = typer.Typer(help="Remote sensing: register scenes, list them, detect changes")
+console = Console(stderr=True)
+
+
+def _fail(exc: TwinError) -> None:
+    console.print(f"[bold red]error:[/] {exc.message}")
+    raise typer.Exit(2)
+
+
+@raster_app.command("add")
+def add(
+    files: Annotated[list[Path], typer.Argument(help="One multi-band file, or one file per band")],
+    collection: Annotated[str, typer.Option(help="Collection id")] = "scenes",
+    datetime: Annotated[
+        str | None, typer.Option("--datetime", help="Acquisition date, e.g. 2024-08-20")
+    ] = None,
+    sensor: Annotated[str | None, typer.Option(help="e.g. landsat-8, sentinel-2")] = None,
+    bands: Annotated[
+        str | None, typer.Option(help="Band names in file order, e.g. blue,green,red,nir")
+    ] = None,
+    scene_id: Annotated[str | None, typer.Option("--id", help="Scene id (default: name)")] = None,
+    scale: Annotated[float | None, typer.Option(help="Raw value × scale = reflectance")] = None,
+    replace: Annotated[bool, typer.Option(help="Register an existing id again")] = False,
+) -> None:
+    """Register a scene: converted to a Cloud Optimized GeoTIFF unless it is one already."""
+    from layers.rasters.catalog import add_scene
+
+    settings = Settings()
+    try:
+        with db.connect(db.database_url(settings.db)) as conn:
+            with console.status(f"registering {files[0].name}..."):
+                report = add_scene(
+                    conn,
+                    files,
+                    settings.raster_dir,
+                    scene_id=scene_id,
+                    collection=collection,
+                    when=datetime,
+                    sensor=sensor,
+                    bands=[b.strip() for b in bands.split(",")] if bands else None,
+                    scale=scale,
+                    replace=replace,
+                )
+            conn.commit()
+    except TwinError as exc:
+        _fail(exc)
+        return
+    how = "converted to COG" if report.converted else "already a COG, referenced in place"
+    console.print(
+        f"[green]registered[/] scene {report.id} in {report.collection}: "
+        f"{report.datetime:%Y-%m-%d}, {report.sensor or 'sensor unknown'}, bands "
+        f"{','.join(report.bands)}, {report.width}×{report.height} px at "
+        f"{report.resolution[0]:g} m, EPSG:{report.epsg} ({how}, {report.seconds:.1f} s)"
+    )
+
+
+@raster_app.command("list")
+def list_scenes() -> None:
+    """The registered scenes."""
+    settings = Settings()
+    try:
+        with db.connect(db.database_url(settings.db)) as conn:
+            rows = conn.execute(
+                "SELECT id, collection, datetime, sensor, bands, resolution[1], width, height "
+                "FROM twin.raster_scenes ORDER BY collection, datetime"
+            ).fetchall()
+    except TwinError as exc:
+        _fail(exc)
+        return
+    table = Table(title="scenes", title_justify="left")
+    for col in ("id", "collection", "date", "sensor", "bands", "m", "size"):
+        table.add_column(col)
+    for sid, coll, when, sensor, bands, res, w, h in rows:
+        table.add_row(
+            sid, coll, f"{when:%Y-%m-%d}", sensor, ",".join(bands), f"{res:g}", f"{w}×{h}"
+        )
+    Console().print(table)
+
+
+@raster_app.command("changes")
+def changes(
+    before: Annotated[str, typer.Argument(help="Scene id of the earlier date")],
+    after: Annotated[str, typer.Argument(help="Scene id of the later date")],
+    name: Annotated[str | None, typer.Option(help="Change set name")] = None,
+) -> None:
+    """Detect changes between two scenes into the raster_changes layer."""
+    from layers.rasters.changes import run_change_detection
+
+    settings = Settings()
+    try:
+        with db.connect(db.database_url(settings.db)) as conn:
+            with console.status("detecting changes..."):
+                summary = run_change_detection(conn, before, after, name)
+            conn.commit()
+    except TwinError as exc:
+        _fail(exc)
+        return
+    console.print(
+        f"[green]change set[/] {summary['change_set']}: "
+        + ", ".join(
+            f"{k} {v['count']} ({v['area_m2']:,.0f} m²)" for k, v in summary["by_kind"].items()
+        )
+        + f" in {summary['seconds']:.1f} s (layer raster_changes)"
+    )
