@@ -6,7 +6,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test system venv viewer lint bench-import bench-locate bench-isolation clean
+.PHONY: demo test system venv viewer lint bench-import bench-locate bench-isolation bench-raster clean
 
 system:
 	@scripts/ensure-system
@@ -55,6 +55,16 @@ bench-isolation: venv
 	@scripts/ensure-system
 	$(BIN)/pip install -q $(WNTR_PINS)
 	$(BIN)/python bench/isolation_bench.py
+
+# titiler, the peer of the raster benchmark, goes into the venv for the benchmark only (it is no
+# dependency of citytwin). titiler.core 2.4.0 wants rio-tiler >=9.1,<10, which we have: pip adds
+# titiler.core, geojson-pydantic and simplejson and changes nothing already installed.
+TITILER_PINS := titiler.core==2.4.0
+
+bench-raster: venv
+	@scripts/ensure-system
+	$(BIN)/pip install -q $(TITILER_PINS)
+	$(BIN)/python bench/raster_bench.py
 
 clean:
 	-$(BIN)/twin db stop
