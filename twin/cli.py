@@ -369,6 +369,11 @@ def demo(
             console.print(f"components: {loaded.components.loaded:,} from components.gpkg")
         for n in loaded.networks:
             console.print(f"pipe network {n.network}: {n.segments:,} pipes, {n.nodes:,} nodes")
+        for s in loaded.scenes:
+            console.print(f"scene {s.id}: {s.datetime:%Y-%m-%d}, bands {','.join(s.bands)}")
+        if loaded.changes:
+            kinds = ", ".join(f"{k} {v['count']}" for k, v in loaded.changes["by_kind"].items())
+            console.print(f"changes between the two dates: {kinds} (layer raster_changes)")
         for r in loaded.layers:
             console.print(f"imported {r.file} as layer {r.layer}: {r.loaded:,} features")
     except TwinError as exc:
