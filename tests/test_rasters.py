@@ -23,6 +23,7 @@ from sample_data import generate
 from twin.errors import InvalidData
 from twin.settings import RasterSettings
 
+UNKNOWN = "no such scene or collection; they are listed at /raster/collections"
 LANDSAT = DATA / "raster" / "landsat8_LC08_L1TP_016037_20170813"
 SENTINEL = DATA / "raster" / "sentinel2_l2a_19UDP_20170729_R10m"
 
@@ -388,7 +389,8 @@ def test_unknown_and_forbidden_scene_ids_get_the_same_answer(client, scene):
     ):
         r = client.get(path)
         assert r.status_code == 404, path
-        assert r.json()["message"] == "no such scene; the scenes are listed at /raster/collections"
+        assert r.json()["message"] == UNKNOWN
+        assert r.json()["message"] == UNKNOWN
 
 
 def test_a_tile_outside_the_scene_is_404(client):
@@ -428,3 +430,30 @@ def test_cli_registers_a_scene_and_refuses_one_without_a_date(loaded, tmp_path, 
         dst.write(data)
     r = runner.invoke(app, ["raster", "add", str(src)])
     assert r.exit_code == 2 and "--datetime" in r.output
+
+
+def test_point_in_cgcs2000_gauss_kruger_matches_lon_lat(client):
+    item = client.get("/raster/scenes/imagery_2023").json()
+    west, south, east, north = item["bbox"]
+    lon, lat = (west + east) / 2, (south + north) / 2
+    north_m, east_m = Transformer.from_crs(4326, 4548).transform(lat, lon)  # northing first
+    a = client.get("/raster/scenes/imagery_2023/point", params={"lon": lon, "lat": lat}).json()
+    b = client.get(
+        "/raster/scenes/imagery_2023/point",
+        params={"lon": north_m, "lat": east_m, "crs": "EPSG:4548"},
+    ).json()
+    assert a["values"] == b["values"]
+    outside = client.get("/raster/scenes/imagery_2023/point", params={"lon": 0, "lat": 0})
+    assert outside.status_code == 404
+
+
+@pytest.mark.parametrize("cid", ["nope", "..%2F..", "%2Fvsicurl%2Fhttp%3A%2F%2Fx", "file:x"])
+def test_unknown_and_forbidden_collection_ids_get_the_same_answer(client, cid):
+    for path in (
+        f"/raster/collections/{cid}",
+        f"/raster/collections/{cid}/items",
+        f"/raster/collections/{cid}/tiles/WebMercatorQuad/1/0/0.png",
+    ):
+        r = client.get(path)
+        assert r.status_code == 404, path
+        assert r.json()["message"] == UNKNOWN

@@ -19,7 +19,14 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import connection, settings
 from layers.rasters import render, stac, zonal
-from layers.rasters.catalog import SCENE_COLUMNS, SCENE_ID, Scene, get_scene, scene_from_row
+from layers.rasters.catalog import (
+    SCENE_COLUMNS,
+    SCENE_ID,
+    UNKNOWN_SCENE,
+    Scene,
+    get_scene,
+    scene_from_row,
+)
 from tiles.mvt import check_tile
 from twin.crs import parse_crs, to_wgs84_xy
 from twin.errors import InvalidParameter, LimitExceeded, NotFound
@@ -101,11 +108,11 @@ def _interval(text: str) -> tuple[datetime, datetime]:
 
 async def _collection_title(conn: Any, cid: str) -> str:
     if not SCENE_ID.fullmatch(cid):
-        raise NotFound(f"no raster collection {cid!r}")
+        raise NotFound(UNKNOWN_SCENE)
     cur = await conn.execute("SELECT title FROM twin.raster_collections WHERE id = %s", [cid])
     row = await cur.fetchone()
     if row is None:
-        raise NotFound(f"no raster collection {cid!r}")
+        raise NotFound(UNKNOWN_SCENE)
     return str(row[0])
 
 

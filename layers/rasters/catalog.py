@@ -37,7 +37,7 @@ from twin.errors import Conflict, InvalidData, InvalidParameter, NotFound
 SCENE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 # One answer for an unknown id and for anything that is not an id at all (a path, a URL):
 # which of the two it was is not the caller's business.
-UNKNOWN_SCENE = "no such scene; the scenes are listed at /raster/collections"
+UNKNOWN_SCENE = "no such scene or collection; they are listed at /raster/collections"
 COMMON_BANDS = ("coastal", "blue", "green", "red", "nir", "swir16", "swir22", "pan")
 # Band numbers of one-file-per-band products, by sensor family.
 LANDSAT_BANDS = {
