@@ -62,7 +62,10 @@ def _load_imagery(
                 add_scene(conn, [path], settings.raster_dir, collection=SAMPLE_COLLECTION)
             )
             conn.commit()
-    if len(images) >= 2 and loaded.scenes:
+    done = conn.execute(
+        "SELECT 1 FROM twin.raster_changes WHERE change_set = 'sample-city' LIMIT 1"
+    ).fetchone()
+    if len(images) >= 2 and done is None:
         loaded.changes = run_change_detection(conn, images[0].stem, images[-1].stem, "sample-city")
         conn.commit()
 

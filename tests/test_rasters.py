@@ -457,3 +457,114 @@ def test_unknown_and_forbidden_collection_ids_get_the_same_answer(client, cid):
         r = client.get(path)
         assert r.status_code == 404, path
         assert r.json()["message"] == UNKNOWN
+
+
+# --- review findings: denial of service, sidecars, band order, odd input ---------------------
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        ({"expression": "nir+9**9**9"}, "exponent"),
+        ({"expression": "nir**nir"}, "exponent"),
+        ({"expression": "1+2"}, "at least one band"),
+        ({"expression": "nir+1e400"}, "out of range"),
+        ({"bands": "red,green,blue,nir"}, "one band"),
+        ({"bands": "red,green"}, "one band"),
+        ({"bands": "red,green,blue", "colormap_name": "viridis"}, "colormap colours one band"),
+        ({"bands": "red,green,blue", "rescale": "0,1;0,2"}, "2 ranges for 3 bands"),
+    ],
+)
+def test_costly_or_unrenderable_styles_are_refused(client, params, words):
+    r = client.get(
+        "/raster/scenes/imagery_2023/tiles/WebMercatorQuad/15/26992/13332.png", params=params
+    )
+    assert r.status_code == 400, r.text
+    assert words in r.json()["message"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"lon": "nan", "lat": "1"},
+        {"lon": "inf", "lat": "0"},
+        {"lon": "1e308", "lat": "1e308", "crs": "EPSG:4547"},
+        {"lon": "0", "lat": "95"},
+    ],
+)
+def test_impossible_points_are_refused(client, params):
+    r = client.get("/raster/scenes/imagery_2023/point", params=params)
+    assert r.status_code == 400 and "not a valid position" in r.json()["message"]
+
+
+def test_a_sidecar_overview_is_never_read(loaded, tmp_path):
+    from rasterio.transform import from_origin
+
+    from layers.rasters.catalog import open_cog
+
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"TOPSECRET-" * 2000)
+    src = tmp_path / "scene.tif"
+    with rasterio.open(
+        src,
+        "w",
+        driver="GTiff",
+        width=256,
+        height=256,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32650",
+        transform=from_origin(500000, 3500000, 10, 10),
+    ) as d:
+        d.write(np.full((1, 256, 256), 5, dtype="uint8"))
+    (tmp_path / "scene.tif.ovr").write_text(
+        '<VRTDataset rasterXSize="128" rasterYSize="128"><VRTRasterBand dataType="Byte" '
+        'band="1" subClass="VRTRawRasterBand"><SourceFilename relativetoVRT="0">'
+        f"{secret}</SourceFilename><ImageOffset>0</ImageOffset><PixelOffset>1</PixelOffset>"
+        "<LineOffset>128</LineOffset></VRTRasterBand></VRTDataset>"
+    )
+    with open_cog(src) as s:
+        assert s.overviews(1) == []
+    with psycopg.connect(loaded) as conn:
+        report = add_scene(conn, [src], tmp_path / "r", scene_id="sidecar", when="2024-01-01")
+        conn.rollback()
+    with rasterio.open(next((tmp_path / "r").rglob("sidecar.*.tif"))) as cog:
+        assert set(np.unique(cog.read(1))) == {5}  # none of the secret's bytes
+    assert report.converted
+
+
+def test_bands_named_by_hand_follow_the_order_given(loaded, tmp_path):
+    b4, b5 = next(LANDSAT.glob("*_B4.TIF")), next(LANDSAT.glob("*_B5.TIF"))
+    with psycopg.connect(loaded) as conn:
+        add_scene(
+            conn, [b5, b4], tmp_path, scene_id="order", bands=["nir", "red"], when="2017-08-13"
+        )
+        path = conn.execute(
+            "SELECT cog_path FROM twin.raster_scenes WHERE id = 'order'"
+        ).fetchone()[0]
+        conn.rollback()
+    with rasterio.open(path) as cog, rasterio.open(b5) as nir:
+        assert np.array_equal(cog.read(1), nir.read(1))
+    with psycopg.connect(loaded) as conn, pytest.raises(Exception, match="distinct names"):
+        add_scene(conn, [b5, b4], tmp_path, scene_id="dup", bands=["nir", "nir"], when="2017-08-13")
+
+
+def test_unknown_and_malformed_change_sets_get_the_same_answer(client):
+    for name in ("nope", "..%2Fx", "a%00b"):
+        r = client.get(f"/raster/changes/{name}/grid")
+        assert r.status_code == 404, name
+        assert r.json()["message"] in (
+            "no such change set; POST /raster/changes makes one",
+            UNKNOWN,
+        )
+
+
+def test_zonal_polygons_larger_than_the_scene_or_the_projection(client):
+    world = {"type": "Polygon", "coordinates": [[[0, 0], [179, 0], [179, 80], [0, 80], [0, 0]]]}
+    r = client.post("/raster/scenes/imagery_2023/zonal", json={"geometry": world, "band": "red"})
+    assert r.status_code == 200, r.text
+    assert r.json()["coverage"] < 0.001 and r.json()["valid_pixels"] > 1_000_000
+    far = {
+        "type": "Polygon",
+        "coordinates": [[[-60, -60], [-59, -60], [-59, -59], [-60, -59], [-60, -60]]],
+    }
+    r = client.post("/raster/scenes/imagery_2023/zonal", json={"geometry": far, "band": "red"})
+    assert r.status_code == 404

@@ -57,6 +57,8 @@ def add(
                     replace=replace,
                 )
             conn.commit()
+        if report.stale_file:  # the replaced scene's own COG, no longer referenced
+            Path(report.stale_file).unlink(missing_ok=True)
     except TwinError as exc:
         _fail(exc)
         return

@@ -60,7 +60,7 @@ def _style(scene: Scene, p: StyleParams) -> render.Style:
 
 def _tile_name(name: str) -> tuple[int, str]:
     y, _, fmt = name.partition(".")
-    if not y.isdigit() or fmt not in FORMATS:
+    if not (y.isascii() and y.isdigit() and len(y) <= 10) or fmt not in FORMATS:
         raise NotFound(f"tile {name!r}: expected {{y}}.png, {{y}}.webp or {{y}}.jpg")
     return int(y), fmt
 
@@ -278,15 +278,23 @@ async def mosaic_tile(
 
 # --- point and zonal statistics --------------------------------------------------------------
 def _lonlat(x: float, y: float, crs: str | None) -> tuple[float, float]:
-    if not crs:
-        return x, y
-    ref = parse_crs(crs)
-    if ref.northing_first and ref.kind == "epsg" and not ref.same_as_storage:
-        x, y = y, x
+    import math
+
     import numpy as np
 
-    lon, lat = to_wgs84_xy(np.array([[x, y]], dtype=float), ref)[0]
-    return float(lon), float(lat)
+    lon, lat = x, y
+    if crs and math.isfinite(x) and math.isfinite(y):
+        ref = parse_crs(crs)
+        if ref.northing_first and ref.kind == "epsg" and not ref.same_as_storage:
+            x, y = y, x
+        with np.errstate(all="ignore"):
+            lon, lat = (float(v) for v in to_wgs84_xy(np.array([[x, y]], dtype=float), ref)[0])
+    if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
+        raise InvalidParameter(
+            "the point is not a valid position: lon, lat in degrees by default, or x, y in the "
+            "given crs (northing first for the Gauss-Krüger CRSs)"
+        )
+    return lon, lat
 
 
 @router.get("/scenes/{scene_id}/point", summary="Pixel values of a scene at a point")

@@ -17,8 +17,8 @@ warper builds in-memory warped VRTs internally; those never come from a request.
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -35,6 +35,7 @@ from rasterio.warp import Resampling, reproject, transform_geom
 from twin.errors import Conflict, InvalidData, InvalidParameter, NotFound
 
 SCENE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+BAND_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 # One answer for an unknown id and for anything that is not an id at all (a path, a URL):
 # which of the two it was is not the caller's business.
 UNKNOWN_SCENE = "no such scene or collection; they are listed at /raster/collections"
@@ -61,7 +62,8 @@ SENTINEL2_BANDS = {
     "B12": "swir22",
 }
 # Raster formats a scene may come in, tried in this order; VRT is deliberately absent.
-ALLOWED_DRIVERS = ("GTiff", "JP2OpenJPEG", "HFA", "ENVI", "PNG", "JPEG", "netCDF", "HDF5")
+# Only self-contained formats: no header or sidecar file can point a read somewhere else.
+ALLOWED_DRIVERS = ("GTiff", "JP2OpenJPEG")
 DEFAULT_COLLECTION = "scenes"
 
 
@@ -78,6 +80,7 @@ class SceneReport:
     resolution: tuple[float, float]
     epsg: int | None
     seconds: float = 0.0
+    stale_file: str | None = None  # the replaced scene's COG: delete it once this commits
 
 
 def check_scene_id(scene_id: str) -> str:
@@ -86,9 +89,16 @@ def check_scene_id(scene_id: str) -> str:
     return scene_id
 
 
+# GDAL looks for sidecar files (.ovr, .aux.xml, .msk) next to what it opens, with any driver:
+# a VRT dropped beside a scene as "scene.tif.ovr" would be read as its overview. Scenes are
+# opened with sibling discovery off.
+NO_SIDECARS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+
+
 def open_cog(path: str | Path) -> rasterio.DatasetReader:
-    """A catalogued scene's COG, opened by the GTiff driver only."""
-    return rasterio.open(path, driver="GTiff")
+    """A catalogued scene's COG, opened by the GTiff driver only, ignoring sidecar files."""
+    with rasterio.Env(**NO_SIDECARS):
+        return rasterio.open(path, driver="GTiff")
 
 
 def _open(path: Path) -> rasterio.DatasetReader:
@@ -97,7 +107,8 @@ def _open(path: Path) -> rasterio.DatasetReader:
     src = None
     for driver in ALLOWED_DRIVERS:
         try:
-            src = rasterio.open(path, driver=driver)
+            with rasterio.Env(**NO_SIDECARS):
+                src = rasterio.open(path, driver=driver)
             break
         except (RasterioIOError, ValueError):
             continue
@@ -130,6 +141,11 @@ def _band_names(files: list[Path], sources: list[Any], bands: list[str] | None) 
             raise InvalidParameter(
                 f"--bands names {len(bands)} band(s) but the file(s) hold {total}"
             )
+        if len(set(bands)) != len(bands) or not all(BAND_NAME.fullmatch(b) for b in bands):
+            raise InvalidParameter(
+                "--bands are distinct names of letters, digits and '_' starting with a letter "
+                "(expressions use them), e.g. blue,green,red,nir"
+            )
         return bands
     if len(files) > 1:
         names = [_band_of_file(f) for f in files]
@@ -139,7 +155,8 @@ def _band_names(files: list[Path], sources: list[Any], bands: list[str] | None) 
             "name the bands with --bands (e.g. blue,green,red,nir): the file names do not say"
         )
     described = [d.strip().lower() if d else "" for d in sources[0].descriptions]
-    if all(described) and len(set(described)) == len(described):
+    usable = all(BAND_NAME.fullmatch(d) for d in described)
+    if usable and len(set(described)) == len(described):
         return described
     return [f"b{i}" for i in range(1, total + 1)]
 
@@ -249,17 +266,17 @@ def _stack(sources: list[Any], out: Path) -> None:
                 band += 1
 
 
-def _to_cog(src_path: Path, dest: Path) -> None:
+def _to_cog(source: Any, dest: Path) -> None:
+    """Write the already-open dataset as a COG (never reopening the source by name, so no
+    other driver gets a chance to read it)."""
     from rio_cogeo.cogeo import cog_translate
     from rio_cogeo.profiles import cog_profiles
 
     profile = cog_profiles.get("deflate")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(".partial.tif")
     cog_translate(
-        str(src_path), str(tmp), profile, quiet=True, overview_resampling="average", in_memory=False
+        source, str(dest), profile, quiet=True, overview_resampling="average", in_memory=False
     )
-    tmp.replace(dest)
 
 
 def _stats(path: Path) -> tuple[list[dict[str, float]], dict[str, Any]]:
@@ -324,14 +341,15 @@ def add_scene(
     started = time.perf_counter()
     if not files:
         raise InvalidParameter("give the scene's file, or one file per band")
-    files = sorted(files) if len(files) > 1 else files
+    if len(files) > 1 and not bands:  # names from file names: band order follows them
+        files = sorted(files)
     scene_id = scene_id or _default_id(files)
     if not SCENE_ID.fullmatch(scene_id):
         raise InvalidParameter(
             f"scene id {scene_id!r}: letters, digits, '_', '.', '-' (at most 100), starting "
             "with a letter or digit"
         )
-    if not SCENE_ID.fullmatch(collection):
+    if not SCENE_ID.fullmatch(collection) or len(collection) > 64:
         raise InvalidParameter(f"collection id {collection!r}: letters, digits, '_', '.', '-'")
     exists = conn.execute("SELECT 1 FROM twin.raster_scenes WHERE id = %s", [scene_id]).fetchone()
     if exists and not replace:
@@ -341,24 +359,76 @@ def add_scene(
         names = _band_names(files, sources, bands)
         datetime_ = _scene_date(files, sources, when)
         who = _sensor(files, sources, sensor)
-        dest = raster_dir / collection / f"{scene_id}.tif"
-        converted = not (len(files) == 1 and _is_cog(files[0]))
+        # a new name each time: a scene being replaced keeps serving its old file until the
+        # new row commits, and a failure leaves nothing behind
+        dest = raster_dir / collection / f"{scene_id}.{uuid.uuid4().hex[:8]}.tif"
+        converted = not (len(files) == 1 and sources[0].driver == "GTiff" and _is_cog(files[0]))
         if converted:
-            with tempfile.TemporaryDirectory(dir=_tmp_parent(raster_dir)) as tmp:
-                stacked = Path(tmp) / "stack.tif"
-                if len(files) == 1:
-                    shutil.copyfile(files[0], stacked)
-                else:
-                    _stack(sources, stacked)
-                _to_cog(stacked, dest)
+            _convert(sources, dest, raster_dir)
             cog = dest
         else:
             cog = files[0].resolve()
     finally:
         for s in sources:
             s.close()
-    stats, info = _stats(cog)
+    try:
+        stats, info = _stats(cog)
+    except (RasterioIOError, ValueError) as exc:
+        dest.unlink(missing_ok=True)
+        raise InvalidData(f"{files[0].name}: cannot be read as a georeferenced raster") from exc
     band_scale = scale if scale is not None else _scale_from(info, who)
+    old = conn.execute(
+        "SELECT cog_path, converted FROM twin.raster_scenes WHERE id = %s", [scene_id]
+    ).fetchone()
+    try:
+        _insert(
+            conn,
+            scene_id,
+            collection,
+            datetime_,
+            who,
+            names,
+            band_scale,
+            cog,
+            converted,
+            files,
+            info,
+            stats,
+        )
+    except Exception:
+        if converted:
+            dest.unlink(missing_ok=True)
+        raise
+    return SceneReport(
+        scene_id,
+        collection,
+        datetime_,
+        who,
+        names,
+        converted,
+        info["width"],
+        info["height"],
+        tuple(info["resolution"]),
+        info["epsg"],
+        time.perf_counter() - started,
+        stale_file=old[0] if old and old[1] and old[0] != str(cog) else None,
+    )
+
+
+def _insert(
+    conn: psycopg.Connection,
+    scene_id: str,
+    collection: str,
+    datetime_: datetime,
+    who: str,
+    names: list[str],
+    band_scale: float,
+    cog: Path,
+    converted: bool,
+    files: list[Path],
+    info: dict[str, Any],
+    stats: list[dict[str, float]],
+) -> None:
     conn.execute(
         "INSERT INTO twin.raster_collections (id, title) VALUES (%s, %s) ON CONFLICT DO NOTHING",
         [collection, collection],
@@ -393,19 +463,21 @@ def add_scene(
             info["footprint"].wkt,
         ],
     )
-    return SceneReport(
-        scene_id,
-        collection,
-        datetime_,
-        who,
-        names,
-        converted,
-        info["width"],
-        info["height"],
-        tuple(info["resolution"]),
-        info["epsg"],
-        time.perf_counter() - started,
-    )
+
+
+def _convert(sources: list[Any], dest: Path, raster_dir: Path) -> None:
+    try:
+        if len(sources) == 1:
+            _to_cog(sources[0], dest)
+            return
+        with tempfile.TemporaryDirectory(dir=_tmp_parent(raster_dir)) as tmp:
+            stacked = Path(tmp) / "stack.tif"
+            _stack(sources, stacked)
+            with rasterio.open(stacked, driver="GTiff") as stack:
+                _to_cog(stack, dest)
+    except Exception:
+        dest.unlink(missing_ok=True)
+        raise
 
 
 def _tmp_parent(raster_dir: Path) -> Path:

@@ -16,6 +16,7 @@ from layers.registry import register_view
 from twin.errors import InvalidParameter, NotFound
 
 NEEDED = ("blue", "green", "red", "nir")
+UNKNOWN_SET = "no such change set; POST /raster/changes makes one"
 SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 LEVELS = ("district", "street", "community", "unit")
 FIELDS = [
@@ -69,6 +70,8 @@ def run_change_detection(
         scale_before=before.scale,
         scale_after=after.scale,
     )
+    # two runs of one name at once would each delete, then both insert
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('twin.raster_changes:' || %s))", [name])
     conn.execute("DELETE FROM twin.raster_changes WHERE change_set = %s", [name])
     with conn.cursor() as cur:
         cur.executemany(
@@ -144,11 +147,13 @@ ORDER BY construction_m2 DESC, vegetation_loss_m2 DESC, g.code
 async def grid_summary(conn: Any, name: str, level: str, every_cell: bool) -> list[dict]:
     if level not in LEVELS:
         raise InvalidParameter(f"level {level!r}: one of {', '.join(LEVELS)}")
+    if not SET_NAME.fullmatch(name):
+        raise NotFound(UNKNOWN_SET)
     cur = await conn.execute(
         "SELECT 1 FROM twin.raster_changes WHERE change_set = %s LIMIT 1", [name]
     )
     if await cur.fetchone() is None:
-        raise NotFound(f"no change set {name!r}; run POST /raster/changes first")
+        raise NotFound(UNKNOWN_SET)
     cur = await conn.execute(GRID_SQL, {"set": name, "level": level, "all": every_cell})
     keys = (
         "code",

@@ -8,6 +8,7 @@ rewritten with rio-tiler's ``b1``..``bN``. Anything else is refused before it re
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ def reader(scene: Scene) -> Iterator[Reader]:
 
 
 MAX_EXPRESSION = 200
+MAX_EXPONENT = 16
 _OPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)
 
 
@@ -53,16 +55,37 @@ PRESETS = {
 }
 
 
+def _number(node: ast.AST) -> float | None:
+    """The value of a numeric literal (not a bool), else None."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        if not isinstance(node.value, bool):
+            return float(node.value)
+    return None
+
+
 def _check_node(node: ast.AST, names: set[str], allowed: str) -> None:
     if isinstance(node, ast.Expression):
         _check_node(node.body, names, allowed)
+    elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+        # a power only of a small constant: 9**9**9 would compute for hours
+        exponent = node.right
+        if isinstance(exponent, ast.UnaryOp) and isinstance(exponent.op, ast.USub | ast.UAdd):
+            exponent = exponent.operand
+        value = _number(exponent)
+        if value is None or abs(value) > MAX_EXPONENT:
+            raise InvalidParameter(
+                f"** takes a number from -{MAX_EXPONENT} to {MAX_EXPONENT} as its exponent"
+            )
+        _check_node(node.left, names, allowed)
     elif isinstance(node, ast.BinOp) and isinstance(node.op, _OPS):
         _check_node(node.left, names, allowed)
         _check_node(node.right, names, allowed)
     elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd | ast.USub):
         _check_node(node.operand, names, allowed)
-    elif isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return
+    elif _number(node) is not None:
+        number = _number(node) or 0.0
+        if not math.isfinite(number) or abs(number) > 1e30:
+            raise InvalidParameter(f"the number {number:g} is out of range")
     elif isinstance(node, ast.Name):
         if node.id not in names:
             raise InvalidParameter(f"the scene has no band {node.id!r}; its bands are {allowed}")
@@ -87,18 +110,26 @@ def band_math(expression: str, scene: Scene) -> str:
     except SyntaxError:
         raise InvalidParameter(f"expression {text!r} does not parse as band math") from None
     _check_node(tree, set(scene.bands), allowed)
+    if not any(isinstance(n, ast.Name) for n in ast.walk(tree)):
+        raise InvalidParameter(f"an expression uses at least one band ({allowed})")
 
     class Rename(ast.NodeTransformer):
         def visit_Name(self, node: ast.Name) -> ast.AST:  # noqa: N802 - ast API
             return ast.copy_location(ast.Name(id=f"b{scene.band_index(node.id)}"), node)
+
+        def visit_Constant(self, node: ast.Constant) -> ast.AST:  # noqa: N802 - ast API
+            return ast.copy_location(ast.Constant(_number(node)), node)  # float math
 
     return ast.unparse(Rename().visit(tree))
 
 
 def band_indexes(bands: str | tuple[str, ...], scene: Scene) -> list[int]:
     names = [b.strip() for b in bands.split(",")] if isinstance(bands, str) else list(bands)
-    if not 1 <= len(names) <= 4:
-        raise InvalidParameter("bands names 1 to 4 bands, e.g. red,green,blue")
+    if len(names) not in (1, 3):
+        raise InvalidParameter(
+            "bands names one band (drawn grey, or with a colormap) or three (red, green, "
+            "blue channels), e.g. nir,red,green"
+        )
     missing = [n for n in names if n not in scene.bands]
     if missing:
         raise InvalidParameter(
@@ -167,8 +198,17 @@ def style_for(
         ranges = [chosen.rescale]
     cmap = colormap(colormap_name or (chosen.colormap if chosen and expr else None))
     if expr:
-        return Style(None, band_math(expr, scene), ranges, cmap)
+        # without a stretch float results would all round to 0 or 1: -1..1 suits the
+        # normalised-difference indexes an expression usually is
+        return Style(None, band_math(expr, scene), ranges or [(-1.0, 1.0)], cmap)
     indexes = tuple(band_indexes(wanted, scene))  # type: ignore[arg-type]
+    if cmap is not None and len(indexes) != 1:
+        raise InvalidParameter("a colormap colours one band or an expression, not three bands")
+    if ranges is not None and len(ranges) not in (1, len(indexes)):
+        raise InvalidParameter(
+            f"rescale gives {len(ranges)} ranges for {len(indexes)} bands: give one for all, "
+            "or one per band separated by ';'"
+        )
     if ranges is None:
         ranges = [_stretch(scene, i) for i in indexes]
     return Style(indexes, None, ranges, cmap)
@@ -282,7 +322,7 @@ def evaluate(expression: str, bands: dict[str, Any]) -> Any:
             value = walk(node.operand)
             return -value if isinstance(node.op, ast.USub) else value
         if isinstance(node, ast.Constant):
-            return node.value
+            return _number(node)
         if isinstance(node, ast.Name):
             return bands[node.id]
         raise InvalidParameter("an expression is band math only")

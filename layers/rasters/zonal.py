@@ -15,15 +15,28 @@ import geopandas as gpd
 import numpy as np
 import rasterio
 import rasterio.errors
+import shapely.geometry
 from exactextract import exact_extract
 from rasterio.io import MemoryFile
 from rasterio.windows import Window, from_bounds
 
 from layers.rasters.catalog import Scene, open_cog
 from layers.rasters.render import band_math, evaluate
-from twin.errors import InvalidParameter, NotFound
+from twin.errors import InvalidParameter, LimitExceeded, NotFound
 
 OPS = ["mean", "min", "max", "stdev", "count"]
+MAX_PIXELS = 50_000_000
+
+
+def _bands_in(expression: str, scene: Scene) -> set[str]:
+    import ast
+
+    names = {
+        n.id
+        for n in ast.walk(ast.parse(expression.strip(), mode="eval"))
+        if isinstance(n, ast.Name)
+    }
+    return names & set(scene.bands)
 
 
 def zone_raster(
@@ -38,8 +51,19 @@ def zone_raster(
         )
     if expression is not None:
         band_math(expression, scene)
+    footprint = shapely.geometry.shape(scene.footprint)
+    zones = zones.copy()
+    zones["geometry"] = zones.geometry.intersection(footprint)  # in lon/lat, before projecting
+    zones = zones[~zones.geometry.is_empty]
+    if zones.empty:
+        raise NotFound(f"the zones are outside scene {scene.id}")
     with open_cog(scene.cog_path) as src:
-        local = zones.to_crs(src.crs)
+        try:
+            local = zones.to_crs(src.crs)
+        except Exception:  # noqa: BLE001 - pyproj's reasons vary; the fix is the same
+            raise InvalidParameter("the polygon cannot be placed in the scene's CRS") from None
+        if not np.isfinite(local.total_bounds).all():
+            raise InvalidParameter("the polygon cannot be placed in the scene's CRS")
         exact = from_bounds(*local.total_bounds, transform=src.transform)
         col, row = math.floor(exact.col_off), math.floor(exact.row_off)
         window = Window(
@@ -52,15 +76,22 @@ def zone_raster(
             window = window.intersection(Window(0, 0, src.width, src.height))
         except rasterio.errors.WindowError:
             raise NotFound(f"the zones are outside scene {scene.id}") from None
-        wanted = [scene.band_index(band)] if band else list(range(1, src.count + 1))
-        data = src.read(wanted, window=window, masked=True).astype("float64")
+        if window.width * window.height > MAX_PIXELS:
+            raise LimitExceeded(
+                f"the zones cover {int(window.width * window.height):,} pixels of the scene, "
+                f"more than the {MAX_PIXELS:,} one request may read; use smaller zones"
+            )
+        used = [band] if band else sorted(_bands_in(expression or "", scene))
+        data = src.read([scene.band_index(b) for b in used], window=window, masked=True).astype(
+            "float32"
+        )
         transform = src.window_transform(window)
         crs = src.crs
     if band:
         values = data[0]
         label = band
     else:
-        arrays = {name: data[i] for i, name in enumerate(scene.bands)}
+        arrays = {name: data[i] for i, name in enumerate(used)}
         values = np.ma.masked_invalid(evaluate(expression or "", arrays))
         label = expression or ""
     filled = np.ma.filled(values.astype("float32"), np.nan)
@@ -89,7 +120,10 @@ def zonal_stats(
         table = exact_extract(
             raster, local[[key, "geometry"]], OPS, include_cols=[key], output="pandas"
         )
+    # coverage is measured against the whole zone, the part off the scene included
     areas = dict(zip(local[key], local.geometry.area, strict=True))
+    whole = _whole_areas(zones, key, local.crs)
+    areas.update({k: v for k, v in whole.items() if math.isfinite(v) and v > 0})
     out = []
     for row in table.to_dict("records"):
         possible = areas[row[key]] / pixel_area
@@ -107,6 +141,14 @@ def zonal_stats(
             }
         )
     return out
+
+
+def _whole_areas(zones: gpd.GeoDataFrame, key: str, crs: Any) -> dict[Any, float]:
+    try:
+        projected = zones.to_crs(crs)
+    except Exception:  # noqa: BLE001 - a zone that does not project keeps its clipped area
+        return {}
+    return dict(zip(projected[key], projected.geometry.area, strict=True))
 
 
 def _num(value: Any) -> float | None:
