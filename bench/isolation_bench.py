@@ -27,10 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -42,22 +39,25 @@ import httpx
 import numpy as np
 import pandas as pd
 import psycopg
-from rich.console import Console, JustifyMethod
+from common import (  # bench/common.py, beside this script
+    OUT,
+    REPO,
+    ScratchDatabase,
+    ServerProcess,
+    console,
+    ensure_city,
+    twin_serve,
+)
+from rich.console import JustifyMethod
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-REPO = Path(__file__).resolve().parent.parent
-OUT = REPO / "bench" / "out"
-TWIN = str(Path(sys.executable).with_name("twin"))
 REAL_NETWORK = "Net6"
 # Net6's coordinates land here, in CGCS2000 / 3-degree Gauss-Kruger CM 117E (EPSG:4548):
 # near lon 117.0, lat 31.7, east of the sample city.
 REAL_CRS = "EPSG:4548"
 REAL_CENTRE = (117.0, 31.7)
 TARGET_MS = 100.0
-
-# Wide enough for the summary table when the output is a pipe or a log (rich says 80 there).
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 132)
 
 
 @dataclass
@@ -109,101 +109,7 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return (time.perf_counter() - started) * 1000, value
 
 
-# --- the scratch database and the server ---------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Scratch:
-    """An embedded PostGIS of the benchmark's own, under bench/out/isolation-db-scale<K>."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.env = {k: v for k, v in os.environ.items() if k != "TWIN_DATABASE_URL"}
-        self.env["TWIN_DATA_DIR"] = str(folder)
-        self.env["TWIN_PG_PORT"] = str(free_port())
-        self.url = ""
-        self.pid: int | None = None
-
-    def twin(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        # cwd bench/out: no .env of the checkout is read, and import reports land there
-        done = subprocess.run(
-            [TWIN, *args], cwd=OUT, env=self.env, capture_output=True, text=True, check=False
-        )
-        if check and done.returncode != 0:
-            console.print(done.stdout[-3000:], done.stderr[-3000:], markup=False)
-            raise RuntimeError(f"`twin {' '.join(args[:3])}` failed (exit {done.returncode})")
-        return done
-
-    def start(self) -> str:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.twin("db", "start")
-        self.url = self.twin("db", "url").stdout.strip().splitlines()[-1]
-        state = json.loads((self.folder / "pg.json").read_text())
-        pidfile = Path(state.get("data_dir") or self.folder / "pg") / "postmaster.pid"
-        if pidfile.exists():
-            self.pid = int(pidfile.read_text().split()[0])
-        return self.url
-
-    def stop(self) -> None:
-        """pg_ctl stop on this scratch cluster only (`twin db stop` with its data dir)."""
-        self.twin("db", "stop", check=False)
-
-
-class Server:
-    """`twin serve` on a free loopback port, against the scratch database."""
-
-    def __init__(self, url: str, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [TWIN, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=OUT,
-            env={**env, "TWIN_DATABASE_URL": url},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(300):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"twin serve exited with {self.proc.returncode}")
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("twin serve did not answer /healthz within 30 s")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 # --- the two networks ----------------------------------------------------------------------------
-def ensure_city(scale: float, seed: int) -> Path:
-    from sample_data import generate
-
-    folder = OUT / f"city-scale{scale:g}"
-    if (folder / "manifest.json").exists():
-        console.print(f"sample city: {folder.relative_to(REPO)} (cached)")
-        return folder
-    started = time.perf_counter()
-    with console.status(f"generating the sample city at scale {scale:g}...") as status:
-        generate(folder, seed=seed, scale=scale, progress=lambda m: status.update(m))
-    console.print(
-        f"sample city: generated {folder.relative_to(REPO)} (scale {scale:g}, seed {seed}) in "
-        f"{time.perf_counter() - started:.1f} s"
-    )
-    return folder
-
-
 def load_city(url: str, folder: Path) -> None:
     """Unit grid, components and the water network; what is already loaded stays."""
     from grid.store import import_grid_folder
@@ -286,7 +192,9 @@ def placement(wn: Any, scale: float) -> str:
     return f"{scale:g},0,{c},0,{scale:g},{f}"
 
 
-def import_real(scratch: Scratch, path: Path, valves: int, seed: int) -> tuple[Any, pd.DataFrame]:
+def import_real(
+    scratch: ScratchDatabase, path: Path, valves: int, seed: int
+) -> tuple[Any, pd.DataFrame]:
     """Net6 with `valves` isolation valves (WNTR's random placement), imported as `real`."""
     import wntr
 
@@ -706,8 +614,8 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     folder = ensure_city(args.scale, args.city_seed)
-    scratch = Scratch(OUT / f"isolation-db-scale{args.scale:g}")
-    server: Server | None = None
+    scratch = ScratchDatabase(OUT / f"isolation-db-scale{args.scale:g}")
+    server: ServerProcess | None = None
     results: list[Result] = []
     try:
         with console.status("starting the scratch PostGIS..."):
@@ -724,8 +632,8 @@ def main(argv: list[str] | None = None) -> int:
             columns=["link", "node"],
         )
         real_layer = pd.concat([real_layer, controls], ignore_index=True)
-        server = Server(url, scratch.env)
-        console.print(f"twin serve on {server.base} (pid {server.proc.pid})")
+        server = twin_serve(url, scratch.env)
+        console.print(f"twin serve on {server.base} (pid {server.pid})")
         results.append(
             measure(
                 args, url, server.base, "water", f"sample city, scale {args.scale:g}",

@@ -33,9 +33,7 @@ import io
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -46,17 +44,21 @@ from typing import Any
 import httpx
 import numpy as np
 import psycopg
-from rich.console import Console
+from common import (  # bench/common.py, beside this script
+    OUT,
+    REPO,
+    ScratchDatabase,
+    ServerProcess,
+    console,
+    ensure_city,
+    free_port,
+    twin_serve,
+)
 from rich.table import Table
 
-REPO = Path(__file__).resolve().parent.parent
-OUT = REPO / "bench" / "out"
-TWIN = str(Path(sys.executable).with_name("twin"))
 COLLECTION = "bench"
 TMS = "WebMercatorQuad"
 SERVERS = ("citytwin", "titiler")
-
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 132)
 
 # The peer: titiler's TilerFactory, nothing else, on one uvicorn process as `twin serve` is.
 TITILER_APP = '''\
@@ -85,99 +87,8 @@ if __name__ == "__main__":
 '''
 
 
-# --- processes: scratch database, our server, titiler -------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Database:
-    """An embedded PostGIS of this benchmark's own, in bench/out/raster-db."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.env = {k: v for k, v in os.environ.items() if k != "TWIN_DATABASE_URL"}
-        self.env["TWIN_DATA_DIR"] = str(folder)
-        self.env["TWIN_PG_PORT"] = str(free_port())
-        self.url = ""
-        self.started = False
-
-    def twin(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run(
-            [TWIN, *args], cwd=OUT, env=self.env, capture_output=True, text=True, check=False
-        )
-        if check and done.returncode != 0:
-            console.print(done.stdout[-3000:], done.stderr[-3000:], markup=False)
-            raise RuntimeError(f"`twin {' '.join(args[:3])}` failed (exit {done.returncode})")
-        return done
-
-    def start(self) -> str:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.started = True
-        self.twin("db", "start")
-        self.url = self.twin("db", "url").stdout.strip().splitlines()[-1]
-        return self.url
-
-    def stop(self) -> None:
-        if self.started:
-            self.twin("db", "stop", check=False)
-
-
-class Process:
-    """A server subprocess on a free loopback port, up once GET /healthz answers 200."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int) -> None:
-        self.name = name
-        self.base = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen(
-            argv, cwd=OUT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        for _ in range(600):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {self.proc.returncode} on start")
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{name} did not answer /healthz within 60 s")
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 # --- the COG and what the catalog says about it -------------------------------------------------
-def ensure_city(scale: float, seed: int) -> Path:
-    from sample_data import generate
-
-    folder = OUT / f"city-scale{scale:g}"
-    if (folder / "manifest.json").exists() and (folder / "imagery_2023.tif").exists():
-        console.print(f"sample city: {folder.relative_to(REPO)} (cached)")
-        return folder
-    started = time.perf_counter()
-    with console.status(f"generating the sample city at scale {scale:g}...") as status:
-        generate(folder, seed=seed, scale=scale, progress=lambda m: status.update(m))
-    console.print(
-        f"sample city: generated {folder.relative_to(REPO)} (scale {scale:g}, seed {seed}) in "
-        f"{time.perf_counter() - started:.1f} s"
-    )
-    return folder
-
-
-def register(db: Database, cog: Path, scene_id: str) -> None:
+def register(db: ScratchDatabase, cog: Path, scene_id: str) -> None:
     """The COG as a scene of collection `bench` (a valid COG is referenced where it is)."""
     with psycopg.connect(db.url) as conn:
         row = conn.execute(
@@ -746,13 +657,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("titiler.core is not installed: make bench-raster installs the pinned version")
     OUT.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    folder = ensure_city(args.scale, args.city_seed)
+    folder = ensure_city(args.scale, args.city_seed, needs=("imagery_2023.tif",))
     cog = (folder / "imagery_2023.tif").resolve()
     scene_id = f"imagery_2023_scale{args.scale:g}"
-    db = Database(OUT / "raster-db")
+    db = ScratchDatabase(OUT / "raster-db")
     app_file = OUT / "raster_titiler_app.py"
     app_file.write_text(TITILER_APP)
-    servers: list[Process] = []
+    servers: list[ServerProcess] = []
     report: dict[str, Any] = {"arguments": {k: v for k, v in vars(args).items()}}
     try:
         with console.status("starting the scratch PostGIS..."):
@@ -760,15 +671,10 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"scratch PostGIS in {db.folder.relative_to(REPO)}")
         register(db, cog, scene_id)
         with console.status("starting twin serve and titiler..."):
-            ours_proc = Process(
-                "twin serve",
-                [TWIN, "serve", "--host", "127.0.0.1", "--port", str(port := free_port())],
-                {**db.env, "TWIN_DATABASE_URL": url},
-                port,
-            )
+            ours_proc = twin_serve(url, db.env)
             servers.append(ours_proc)
             peer_env = {k: v for k, v in db.env.items() if not k.startswith("TWIN_")}
-            peer_proc = Process(
+            peer_proc = ServerProcess(
                 "titiler",
                 [sys.executable, str(app_file), str(port := free_port())],
                 peer_env,
