@@ -229,6 +229,14 @@ def to_wgs84_xy(coords: np.ndarray, src: CrsRef | CRS) -> np.ndarray:
     return np.column_stack([x, y])
 
 
+def axis_ordered_to_wgs84(coords: np.ndarray, src: CrsRef) -> np.ndarray:
+    """Like `to_wgs84_xy`, for coordinates a client gave in the CRS's own axis order
+    (northing first for the Gauss-Krüger CRSs), as query parameters and bodies give them."""
+    if src.northing_first and src.kind == "epsg" and not src.same_as_storage:
+        coords = coords[:, ::-1]
+    return to_wgs84_xy(np.asarray(coords, dtype="float64"), src)
+
+
 def from_wgs84_xy(coords: np.ndarray, dst: CrsRef) -> np.ndarray:
     """Transform WGS84 lon/lat (N, 2) to dst, x=east first (always_xy)."""
     if dst.kind == "gcj02":

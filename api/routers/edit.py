@@ -66,7 +66,6 @@ def _done(status: int, collection_id: str, fid: int, version: int, request: Requ
 async def _update(
     conn: psycopg.AsyncConnection,
     collection_id: str,
-    kind: str,
     fid: int,
     feature: dict,
     if_match: str | None,
@@ -74,6 +73,7 @@ async def _update(
     *,
     partial: bool,
 ) -> int:
+    kind = _kind(collection_id)
     label = {"components": "component", "pipes": "pipe network feature"}.get(kind, "grid cell")
     version = versioned.parse_version(if_match, label)
     if kind == "components":
@@ -124,8 +124,7 @@ async def replace_item(
     if_match: IfMatch = None,
 ) -> Response:
     fid = _fid(feature_id)
-    kind = _kind(collection_id)
-    new = await _update(conn, collection_id, kind, fid, feature, if_match, cfg, partial=False)
+    new = await _update(conn, collection_id, fid, feature, if_match, cfg, partial=False)
     return _done(204, collection_id, fid, new, request)
 
 
@@ -143,8 +142,7 @@ async def patch_item(
     if_match: IfMatch = None,
 ) -> Response:
     fid = _fid(feature_id)
-    kind = _kind(collection_id)
-    new = await _update(conn, collection_id, kind, fid, feature, if_match, cfg, partial=True)
+    new = await _update(conn, collection_id, fid, feature, if_match, cfg, partial=True)
     return _done(204, collection_id, fid, new, request)
 
 

@@ -28,7 +28,7 @@ from grid.locate import (
     locate_codes,
 )
 from layers.readers import LAT_NAMES, LON_NAMES
-from twin.crs import parse_crs, to_wgs84_xy
+from twin.crs import axis_ordered_to_wgs84, parse_crs
 from twin.errors import InvalidData, InvalidParameter
 
 router = APIRouter(prefix="/grid", tags=["Unified grid"])
@@ -52,10 +52,7 @@ async def grid_index(request: Request, conn: psycopg.AsyncConnection) -> GridInd
 def _to_lonlat(x: np.ndarray, y: np.ndarray, crs: str | None) -> tuple[np.ndarray, np.ndarray]:
     if not crs:
         return x, y
-    ref = parse_crs(crs)
-    if ref.northing_first and ref.kind == "epsg" and not ref.same_as_storage:
-        x, y = y, x  # projected GK input given northing first, as the CRS defines
-    xy = to_wgs84_xy(np.column_stack([x, y]).astype("float64"), ref)
+    xy = axis_ordered_to_wgs84(np.column_stack([x, y]), parse_crs(crs))
     return xy[:, 0], xy[:, 1]
 
 

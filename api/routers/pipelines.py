@@ -130,15 +130,10 @@ async def refresh_topology(network: str, conn: Conn, cache: Graphs) -> dict:
     g = await cache.get(conn, network)
     found = await topology.check_async(conn, network, g)
     async with conn.transaction():
-        await conn.execute("DELETE FROM twin.pipe_findings WHERE network = %s", [network])
+        await conn.execute(topology.DELETE_FINDINGS_SQL, [network])
         async with conn.cursor() as cur:
             await cur.executemany(
-                "INSERT INTO twin.pipe_findings (network, kind, severity, ref, message, geom) "
-                "VALUES (%s, %s, %s, %s, %s, ST_SetSRID(ST_MakePoint(%s, %s), 4326))",
-                [
-                    (network, f["kind"], f["severity"], f["ref"], f["message"], f["lon"], f["lat"])
-                    for f in found
-                ],
+                topology.INSERT_FINDING_SQL, topology.finding_rows(network, found)
             )
         await conn.execute(
             "UPDATE twin.layers SET feature_count = (SELECT count(*) FROM twin.pipe_findings), "

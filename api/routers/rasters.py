@@ -28,7 +28,7 @@ from layers.rasters.catalog import (
     scene_from_row,
 )
 from tiles.mvt import check_tile
-from twin.crs import parse_crs, to_wgs84_xy
+from twin.crs import axis_ordered_to_wgs84, parse_crs
 from twin.errors import InvalidParameter, LimitExceeded, NotFound
 from twin.settings import Settings
 
@@ -114,6 +114,15 @@ async def _collection_title(conn: Any, cid: str) -> str:
     if row is None:
         raise NotFound(UNKNOWN_SCENE)
     return str(row[0])
+
+
+async def _mosaic_scenes(conn: Any, cid: str, interval: str | None) -> list[Scene]:
+    """A collection's scenes over a date range, newest first; none is a 404."""
+    await _collection_title(conn, cid)
+    scenes = await _scenes(conn, cid, interval)
+    if not scenes:
+        raise NotFound(f"collection {cid} has no scenes in {interval or 'any time'}")
+    return scenes
 
 
 @router.get("/collections", summary="Raster collections (STAC)")
@@ -229,10 +238,7 @@ async def mosaic_tilejson(
     p: Annotated[StyleParams, Query()],
     datetime_: Annotated[str | None, Query(alias="datetime")] = None,
 ) -> dict:
-    await _collection_title(conn, cid)
-    scenes = await _scenes(conn, cid, datetime_)
-    if not scenes:
-        raise NotFound(f"collection {cid} has no scenes in {datetime_ or 'any time'}")
+    scenes = await _mosaic_scenes(conn, cid, datetime_)
     _style(scenes[0], p)
     bbox = (
         min(s.bbox[0] for s in scenes),
@@ -262,10 +268,7 @@ async def mosaic_tile(
 ) -> Response:
     y, fmt = _tile_name(tile)
     check_tile(z, x, y, cfg.tiles.tile_max_zoom)
-    await _collection_title(conn, cid)
-    scenes = await _scenes(conn, cid, datetime_)
-    if not scenes:
-        raise NotFound(f"collection {cid} has no scenes in {datetime_ or 'any time'}")
+    scenes = await _mosaic_scenes(conn, cid, datetime_)
     styles = {s.bands for s in scenes}
     if len(styles) > 1:
         raise InvalidParameter(f"the scenes of {cid} have different bands; tile one scene")
@@ -284,11 +287,9 @@ def _lonlat(x: float, y: float, crs: str | None) -> tuple[float, float]:
 
     lon, lat = x, y
     if crs and math.isfinite(x) and math.isfinite(y):
-        ref = parse_crs(crs)
-        if ref.northing_first and ref.kind == "epsg" and not ref.same_as_storage:
-            x, y = y, x
         with np.errstate(all="ignore"):
-            lon, lat = (float(v) for v in to_wgs84_xy(np.array([[x, y]], dtype=float), ref)[0])
+            xy = axis_ordered_to_wgs84(np.array([[x, y]], dtype=float), parse_crs(crs))
+        lon, lat = float(xy[0, 0]), float(xy[0, 1])
     if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
         raise InvalidParameter(
             "the point is not a valid position: lon, lat in degrees by default, or x, y in the "

@@ -17,7 +17,7 @@ import shapely
 
 from layers.pipelines.graph import Graph, GraphCache, Isolation, Trace
 from layers.pipelines.model import SERVICE_KINDS
-from twin.crs import parse_crs, to_wgs84_xy, utm_or_gk_epsg
+from twin.crs import axis_ordered_to_wgs84, parse_crs, utm_or_gk_epsg
 from twin.errors import InvalidData, InvalidParameter, LimitExceeded, NotFound
 
 DIRECTIONS = ("upstream", "downstream", "connected")
@@ -53,11 +53,7 @@ def point_lonlat(point: list[float], crs: str | None) -> tuple[float, float]:
     if not crs:
         lon, lat = point
     else:
-        ref = parse_crs(crs)
-        x, y = point
-        if ref.northing_first and not ref.same_as_storage and ref.kind == "epsg":
-            x, y = y, x  # the CRS's own axis order: northing first
-        lon, lat = to_wgs84_xy(np.array([[x, y]], dtype=float), ref)[0]
+        lon, lat = axis_ordered_to_wgs84(np.array([point], dtype=float), parse_crs(crs))[0]
     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
         raise InvalidParameter(f"point {point} is outside lon/lat range: is the crs right?")
     return float(lon), float(lat)
@@ -481,12 +477,7 @@ def footprint(geometry: Any, crs: str | None, width_m: float) -> tuple[shapely.G
         raise InvalidParameter(f"invalid geometry: {shapely.is_valid_reason(shape)}")
     if crs:
         ref = parse_crs(crs)
-        flip = ref.northing_first and ref.kind == "epsg" and not ref.same_as_storage
-
-        def to_ll(xy: np.ndarray) -> np.ndarray:
-            return to_wgs84_xy(xy[:, ::-1] if flip else xy, ref)
-
-        shape = shapely.transform(shape, to_ll)
+        shape = shapely.transform(shape, lambda xy: axis_ordered_to_wgs84(xy, ref))
     west, south, east, north = shape.bounds
     if west < -180 or east > 180 or south < -90 or north > 90:
         raise InvalidParameter("coordinates are outside lon/lat range: give the crs they are in")

@@ -111,14 +111,10 @@ def target_of(collection_id: str) -> Target | None:
     return Target(m.group(1), m.group(2)) if m else None
 
 
-async def _scalar(conn: psycopg.AsyncConnection, query: Any, params: list) -> Any:
-    cur = await conn.execute(query, params)
-    row = await cur.fetchone()
-    return row[0] if row else None
-
-
 async def check_network(conn: psycopg.AsyncConnection, t: Target) -> None:
-    if await _scalar(conn, "SELECT 1 FROM twin.pipe_networks WHERE name = %s", [t.network]):
+    if await versioned.scalar(
+        conn, "SELECT 1 FROM twin.pipe_networks WHERE name = %s", [t.network]
+    ):
         return
     raise NotFound(f"no pipe network {t.network!r}")
 
@@ -250,7 +246,7 @@ async def update(
         values.setdefault("valve_state", None)
     if values.get("kind") == "valve" and "valve_state" not in values:
         # a valve stays as it is; a node becoming a valve starts open
-        current = await _scalar(
+        current = await versioned.scalar(
             conn, "SELECT valve_state FROM twin.pipe_nodes WHERE id = %s", [fid]
         )
         values["valve_state"] = current or "open"
@@ -410,7 +406,8 @@ async def restore(
     async with conn.transaction():
         before = await _node_state(conn, t, fid) if t.what == "nodes" else None
         new = await _write(
-            conn, _scalar(conn, query, [*params, json.dumps(state["geom"]), fid, t.network])
+            conn,
+            versioned.scalar(conn, query, [*params, json.dumps(state["geom"]), fid, t.network]),
         )
         if new is None:
             raise NotFound(f"no {t.table.label} {fid}")

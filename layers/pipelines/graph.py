@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -219,10 +220,12 @@ class Graph:
                 self._distance = np.full(n, np.inf)
         return self._distance
 
-    def _directions(self) -> np.ndarray:
-        """+1 when a segment flows from its from-node to its to-node, -1 against, 0 unknown."""
+    @cached_property
+    def _flow(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per segment, once per graph: +1 when it flows from its from-node to its to-node,
+        -1 against, 0 unknown; and whether a pressure pipe is fed equally from both ends."""
         if self.gravity:
-            return self.seg_flow
+            return self.seg_flow, np.zeros(self.n_segs, dtype=bool)
         d = self.distance_to_sources()
         da = np.where(self.linked, d[np.maximum(self.seg_a, 0)], np.inf)
         db = np.where(self.linked, d[np.maximum(self.seg_b, 0)], np.inf)
@@ -235,16 +238,7 @@ class Graph:
         b_shut = self.linked & self.closed[np.maximum(self.seg_b, 0)]
         out[b_shut & ~a_shut & np.isfinite(da)] = 1
         out[a_shut & ~b_shut & np.isfinite(db)] = -1
-        return out
-
-    def _tied(self) -> np.ndarray:
-        """Pressure pipes whose two ends are equally far from the sources."""
-        if self.gravity:
-            return np.zeros(self.n_segs, dtype=bool)
-        d = self.distance_to_sources()
-        da = np.where(self.linked, d[np.maximum(self.seg_a, 0)], np.inf)
-        db = np.where(self.linked, d[np.maximum(self.seg_b, 0)], np.inf)
-        return np.isfinite(da) & (da == db)
+        return out, np.isfinite(da) & (da == db)
 
     def supplied(self, seg: int) -> bool:
         """Whether a source reaches the segment through open valves now."""
@@ -254,8 +248,7 @@ class Graph:
         self, *, seg: int | None = None, node: int | None = None, direction: str = "connected"
     ) -> Trace:
         """Segments and nodes reached from a segment or node; closed valves stop a trace."""
-        sense = self._directions() if direction != "connected" else None
-        tied = self._tied() if sense is not None else None
+        sense, tied = self._flow if direction != "connected" else (None, None)
         want = 1 if direction == "downstream" else -1
         seen_segs: set[int] = set()
         seen_nodes: set[int] = set()

@@ -187,7 +187,7 @@ def read_native(pipes: Path, nodes: Path, *, utility: str | None = None) -> Netw
     """Read a pipe file and its node file; rows that cannot be used become findings."""
     pipe_df, crs = _read(pipes, ("pipe_id", "from_node", "to_node"), "pipe")
     node_df, node_crs = _read(nodes, ("node_id", "kind"), "node")
-    if pyogrio_crs_differs(crs, node_crs):
+    if _crs_differs(crs, node_crs):
         raise InvalidData(f"{pipes.name} and {nodes.name} are in different CRSs")
     findings: list[Finding] = []
     out_nodes = [_node(row, geom, i + 1, findings) for i, (row, geom) in enumerate(_rows(node_df))]
@@ -210,7 +210,7 @@ def _rows(df: Any) -> zip:
     return zip(df.drop(columns="geometry").to_dict("records"), df.geometry.values, strict=True)
 
 
-def pyogrio_crs_differs(a: str, b: str) -> bool:
+def _crs_differs(a: str, b: str) -> bool:
     from pyproj import CRS
 
     return not CRS.from_user_input(a).equals(CRS.from_user_input(b))

@@ -173,17 +173,25 @@ def store_findings(conn: Any, network: str) -> list[dict]:
     """Check the network and replace its rows in the ``pipe_findings`` layer (publish it
     afterwards to refresh the layer's count and extent)."""
     found = check(conn, network)
-    conn.execute("DELETE FROM twin.pipe_findings WHERE network = %s", [network])
+    conn.execute(DELETE_FINDINGS_SQL, [network])
     with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO twin.pipe_findings (network, kind, severity, ref, message, geom) "
-            "VALUES (%s, %s, %s, %s, %s, ST_SetSRID(ST_MakePoint(%s, %s), 4326))",
-            [
-                (network, f["kind"], f["severity"], f["ref"], f["message"], f["lon"], f["lat"])
-                for f in found
-            ],
-        )
+        cur.executemany(INSERT_FINDING_SQL, finding_rows(network, found))
     return found
+
+
+# Replacing a network's rows in the pipe_findings layer (also from the API, asynchronously).
+DELETE_FINDINGS_SQL = "DELETE FROM twin.pipe_findings WHERE network = %s"
+INSERT_FINDING_SQL = (
+    "INSERT INTO twin.pipe_findings (network, kind, severity, ref, message, geom) "
+    "VALUES (%s, %s, %s, %s, %s, ST_SetSRID(ST_MakePoint(%s, %s), 4326))"
+)
+
+
+def finding_rows(network: str, found: list[dict]) -> list[tuple]:
+    return [
+        (network, f["kind"], f["severity"], f["ref"], f["message"], f["lon"], f["lat"])
+        for f in found
+    ]
 
 
 def summary(found: list[dict]) -> dict[str, int]:

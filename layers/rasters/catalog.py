@@ -376,7 +376,7 @@ def add_scene(
     except (RasterioIOError, ValueError) as exc:
         dest.unlink(missing_ok=True)
         raise InvalidData(f"{files[0].name}: cannot be read as a georeferenced raster") from exc
-    band_scale = scale if scale is not None else _scale_from(info, who)
+    band_scale = scale if scale is not None else _scale_from(info)
     old = conn.execute(
         "SELECT cog_path, converted FROM twin.raster_scenes WHERE id = %s", [scene_id]
     ).fetchone()
@@ -485,7 +485,7 @@ def _tmp_parent(raster_dir: Path) -> Path:
     return raster_dir
 
 
-def _scale_from(info: dict[str, Any], sensor: str) -> float:
+def _scale_from(info: dict[str, Any]) -> float:
     tags = info["tags"]
     if "REFLECTANCE_SCALE" in tags:
         return float(tags["REFLECTANCE_SCALE"])
