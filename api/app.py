@@ -12,7 +12,9 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from api import errors
 from api.deps import Catalog
-from api.routers import edit, features, grid, landing, pipelines, rasters, tiles, viewer
+from api.routers import edit, features, grid, landing, maps, pipelines, rasters, tiles, viewer
+from tiles.cache import make_cache
+from tiles.maps import load_maps
 from twin import db
 from twin.settings import Settings
 
@@ -22,6 +24,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API; the lifespan owns the connection pool and the layer catalog."""
     settings = settings or Settings()
+    map_defs = load_maps(settings.tiles.maps_dir)  # a broken map file stops the start-up here
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -30,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await pool.open(wait=False)
         app.state.pool = pool
         app.state.database_url = url  # for the few long jobs that run on their own connection
-        app.state.catalog = Catalog(settings)
+        app.state.catalog = Catalog(settings, maps=map_defs, cache=make_cache(settings.tiles))
         try:
             yield
         finally:
@@ -55,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["*"],
         expose_headers=["ETag", "Content-Crs"],
     )
-    for module in (landing, features, edit, tiles, grid, pipelines, rasters, viewer):
+    for module in (landing, features, edit, tiles, maps, grid, pipelines, rasters, viewer):
         app.include_router(module.router)
     _document_limits(app, settings)
     return app

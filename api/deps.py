@@ -12,8 +12,11 @@ from fastapi import Request
 from psycopg_pool import AsyncConnectionPool
 
 from layers.registry import Layer, list_layers_async
+from tiles.cache import NoCache, TileCache
+from tiles.composite import MapTiles, build_map_tiles
+from tiles.maps import MapDef, get_map
 from tiles.mvt import LayerTiles
-from twin.errors import NotFound
+from twin.errors import NotFound, SetupError, TwinError
 from twin.settings import Settings
 
 
@@ -22,13 +25,18 @@ class Catalog:
     """Published layers and their compiled tile statements, reloaded when the registry changes.
 
     The registry is re-read at most every ``ttl`` seconds (an import from the CLI shows up
-    within that time); tile SQL is rebuilt only for layers whose registry row changed.
+    within that time); tile SQL is rebuilt only for layers whose registry row changed, and the
+    cached tiles of such a layer (a re-import, a new network) are dropped.
     """
 
     settings: Settings
     ttl: float = 2.0
     layers: dict[str, Layer] = field(default_factory=dict)
     tiles: dict[str, LayerTiles] = field(default_factory=dict)
+    maps: dict[str, MapDef] = field(default_factory=dict)
+    cache: TileCache = field(default_factory=NoCache)
+    map_tiles: dict[str, MapTiles] = field(default_factory=dict)
+    map_errors: dict[str, str] = field(default_factory=dict)
     _loaded_at: float = 0.0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -37,13 +45,38 @@ class Catalog:
             return
         async with self._lock:
             fresh = {layer.name: layer for layer in await list_layers_async(conn)}
+            changed = {
+                n for n in fresh.keys() | self.layers.keys() if fresh.get(n) != self.layers.get(n)
+            }
             for name, layer in fresh.items():
-                if self.layers.get(name) != layer or name not in self.tiles:
+                if name in changed or name not in self.tiles:
                     self.tiles[name] = LayerTiles.build(layer, self.settings.tiles)
             for gone in set(self.tiles) - set(fresh):
                 del self.tiles[gone]
+            for name in changed:
+                await self.cache.invalidate(name)
             self.layers = fresh
+            if changed or not self.map_tiles:
+                await self._bind_maps(conn)
             self._loaded_at = time.monotonic()
+
+    async def _bind_maps(self, conn: psycopg.AsyncConnection) -> None:
+        """Compile every map over the layers published now; a broken map definition answers
+        with its problem and does not stop the others."""
+        self.map_tiles, self.map_errors = {}, {}
+        for map_id, map_def in self.maps.items():
+            try:
+                self.map_tiles[map_id] = await build_map_tiles(
+                    conn, map_def, self.layers, self.settings.tiles
+                )
+            except TwinError as exc:
+                self.map_errors[map_id] = exc.message
+
+    def map(self, map_id: str) -> MapTiles:
+        get_map(self.maps, map_id)
+        if map_id in self.map_errors:
+            raise SetupError(self.map_errors[map_id])
+        return self.map_tiles[map_id]
 
     def layer(self, name: str) -> Layer:
         try:
@@ -69,3 +102,9 @@ async def catalog(request: Request) -> Catalog:
 
 def settings(request: Request) -> Settings:
     return request.app.state.settings
+
+
+def access_level(request: Request) -> str:
+    """The caller's access level, the first part of every cache key: callers of different
+    levels never share a cached tile. Everyone is ``public`` until access control lands."""
+    return "public"

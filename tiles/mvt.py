@@ -55,49 +55,131 @@ def _geometry(layer: Layer) -> sql.Composable:
     )
 
 
+# The tile envelope in Web Mercator, and the buffered one in the tables' SRID (4326). The
+# buffered envelope is clipped to the world before it goes to lon/lat: past ±180° the
+# transformation wraps the longitude and the filter box would cover the wrong side of the world
+# (edge columns at every zoom, and all of zooms 1 and 2).
+BOUNDS_CTE = """
+    bounds AS (
+        SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS mercator,
+               ST_Transform(ST_Intersection(
+                   ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => {margin}),
+                   ST_TileEnvelope(0, 0, 0)), 4326) AS storage
+    )"""
+
+
+def bounds_cte(margin: float) -> sql.Composed:
+    return sql.SQL(BOUNDS_CTE).format(margin=sql.Literal(margin))
+
+
+def features_sql(
+    layer: Layer,
+    settings: TileSettings,
+    *,
+    name: str | None = None,
+    fields: list[str] | None = None,
+    where: sql.Composable | None = None,
+) -> sql.Composed:
+    """One layer's MVT layer (bytea, never NULL) over the ``bounds`` CTE, with z/x/y/extent as
+    named parameters: the layer's features, or those ``where`` selects, with ``fields``."""
+    chosen = [f for f in layer.fields if fields is None or f.name in fields]
+    cols = [_attribute(f.name, f.type) for f in chosen]
+    select = sql.SQL(", ").join([sql.SQL("t.fid"), *cols])
+    condition: sql.Composable = sql.SQL("t.geom && bounds.storage")
+    if where is not None:
+        condition = sql.SQL("{} AND ({})").format(condition, where)
+    return sql.SQL(
+        """
+        SELECT coalesce(ST_AsMVT(mvt, {name}, %(extent)s, 'geom', 'fid'), ''::bytea) FROM (
+            SELECT {select},
+                   ST_AsMVTGeom({geom}, bounds.mercator, %(extent)s, {buffer}, true) AS geom
+            FROM {table} AS t, bounds
+            WHERE {condition}
+            LIMIT {limit}
+        ) AS mvt
+        WHERE mvt.geom IS NOT NULL
+        """
+    ).format(
+        name=sql.Literal(name or layer.name),
+        select=select,
+        geom=_geometry(layer),
+        buffer=sql.Literal(settings.tile_buffer),
+        table=sql.Identifier(layer.schema_name, layer.table_name),
+        condition=condition,
+        limit=sql.Literal(settings.tile_max_features),
+    )
+
+
+def cells_sql(
+    layer: Layer,
+    settings: TileSettings,
+    *,
+    name: str,
+    by: str | None = None,
+    where: sql.Composable | None = None,
+) -> sql.Composed:
+    """A point layer as counts per cell: the tile cut into ``tile_cells`` × ``tile_cells``
+    cells, one point per non-empty cell at the mean position of its points, with ``count``
+    and, with ``by``, one ``n_<value>`` count per value of that property.
+
+    Cells are aligned to the tile grid, so each cell lies in one tile; the ``bounds`` CTE must
+    reach one whole cell beyond the tile (``cell_margin``) so that the cells drawn in the buffer
+    are complete and agree with the neighbouring tile's.
+    """
+    condition: sql.Composable = sql.SQL("t.geom && bounds.storage")
+    if where is not None:
+        condition = sql.SQL("{} AND ({})").format(condition, where)
+    key = sql.SQL("coalesce(t.{}::text, '')").format(sql.Identifier(by)) if by else sql.SQL("''")
+    breakdown = sql.SQL(", jsonb_object_agg('n_' || k, n) AS counts") if by else sql.SQL("")
+    return sql.SQL(
+        """
+        SELECT coalesce(ST_AsMVT(mvt, {name}, %(extent)s, 'geom'), ''::bytea) FROM (
+            SELECT {outer}, ST_AsMVTGeom(a.pt, bounds.mercator, %(extent)s, {buffer}, true) AS geom
+            FROM (
+                SELECT sum(n)::integer AS count{breakdown},
+                       ST_Point(sum(sx) / sum(n), sum(sy) / sum(n), 3857) AS pt
+                FROM (
+                    SELECT floor(ST_X(p.m) / c.size) AS cx, floor(ST_Y(p.m) / c.size) AS cy,
+                           p.k, count(*) AS n, sum(ST_X(p.m)) AS sx, sum(ST_Y(p.m)) AS sy
+                    FROM (SELECT ST_Transform(t.geom, 3857) AS m, {key} AS k
+                          FROM {table} AS t, bounds WHERE {condition}) AS p,
+                         (SELECT {equator} / (2 ^ %(z)s * {cells}) AS size) AS c
+                    GROUP BY 1, 2, 3
+                ) AS per_value
+                GROUP BY cx, cy
+            ) AS a, bounds
+        ) AS mvt
+        WHERE mvt.geom IS NOT NULL
+        """
+    ).format(
+        name=sql.Literal(name),
+        outer=sql.SQL("a.count, a.counts" if by else "a.count"),
+        breakdown=breakdown,
+        buffer=sql.Literal(settings.tile_buffer),
+        key=key,
+        table=sql.Identifier(layer.schema_name, layer.table_name),
+        condition=condition,
+        equator=sql.Literal(_EQUATOR),
+        cells=sql.Literal(settings.tile_cells),
+    )
+
+
+def cell_margin(settings: TileSettings) -> float:
+    """The envelope margin (in tiles) that takes in whole cells beyond the tile's buffer."""
+    return max(settings.tile_buffer / settings.tile_extent, 1 / settings.tile_cells)
+
+
 @dataclass(frozen=True)
 class LayerTiles:
-    """The compiled tile statement of one layer.
-
-    The buffered envelope is clipped to the world before it goes to lon/lat: past ±180° the
-    transformation wraps the longitude and the filter box would cover the wrong side of the
-    world (edge columns at every zoom, and all of zooms 1 and 2).
-    """
+    """The compiled tile statement of one layer."""
 
     layer: Layer
     query: sql.Composed
 
     @classmethod
     def build(cls, layer: Layer, settings: TileSettings) -> LayerTiles:
-        cols = [_attribute(f.name, f.type) for f in layer.fields]
-        select = sql.SQL(", ").join([sql.SQL("t.fid"), *cols]) if cols else sql.SQL("t.fid")
         margin = settings.tile_buffer / settings.tile_extent
-        query = sql.SQL(
-            """
-            WITH bounds AS (
-                SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS mercator,
-                       ST_Transform(ST_Intersection(
-                           ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => {margin}),
-                           ST_TileEnvelope(0, 0, 0)), 4326) AS storage
-            )
-            SELECT ST_AsMVT(mvt, {name}, %(extent)s, 'geom', 'fid') FROM (
-                SELECT {select},
-                       ST_AsMVTGeom({geom}, bounds.mercator, %(extent)s, {buffer}, true) AS geom
-                FROM {table} AS t, bounds
-                WHERE t.geom && bounds.storage
-                LIMIT {limit}
-            ) AS mvt
-            WHERE mvt.geom IS NOT NULL
-            """
-        ).format(
-            margin=sql.Literal(margin),
-            name=sql.Literal(layer.name),
-            select=select,
-            geom=_geometry(layer),
-            buffer=sql.Literal(settings.tile_buffer),
-            table=sql.Identifier(layer.schema_name, layer.table_name),
-            limit=sql.Literal(settings.tile_max_features),
-        )
+        query = sql.SQL("WITH {} {}").format(bounds_cte(margin), features_sql(layer, settings))
         return cls(layer, query)
 
     async def render(

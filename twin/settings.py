@@ -54,7 +54,25 @@ class TileSettings(BaseSettings):
     tile_buffer: int = 64
     tile_max_zoom: int = Field(default=22, ge=0, le=30)
     tile_max_features: int = Field(default=200_000, ge=1)
-    tile_cache_seconds: int = Field(default=60, ge=0)
+    tile_cache_seconds: int = Field(
+        default=0,
+        ge=0,
+        description="Cache-Control max-age of tiles; 0: clients revalidate with the ETag, so an "
+        "edit shows at once",
+    )
+    tile_cells: int = Field(
+        default=16, ge=1, le=256, description="Cells per tile side when points are aggregated"
+    )
+    tile_cache: Literal["memory", "redis", "off"] = Field(
+        default="memory", description="Server-side tile cache: in-process LRU, Redis, or none"
+    )
+    tile_cache_max_mb: int = Field(default=256, ge=1, description="Size of the in-process cache")
+    tile_cache_redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="Redis for tile_cache=redis"
+    )
+    maps_dir: Path | None = Field(
+        default=None, description="A folder of .toml map definitions added to the packaged ones"
+    )
 
 
 class GridSettings(BaseSettings):
@@ -104,6 +122,23 @@ class RasterSettings(BaseSettings):
     raster_max_zonal_cells: int = Field(default=20_000, ge=1)
 
 
+class QuerySettings(BaseSettings):
+    """Spatial queries ("what is inside this polygon") and planners' reports."""
+
+    model_config = _CONFIG
+
+    query_max_area_km2: float = Field(
+        default=25.0, gt=0, description="Largest posted polygon or buffer one query may cover"
+    )
+    query_max_buffer_m: float = Field(
+        default=5_000.0, gt=0, description="Largest buffer distance a query may ask for"
+    )
+    buildings_layer: str = Field(
+        default="buildings",
+        description="Published layer of building footprints (fields floors, area_m2)",
+    )
+
+
 class Settings(BaseSettings):
     """Everything, grouped by concern."""
 
@@ -115,6 +150,7 @@ class Settings(BaseSettings):
     grid: GridSettings = Field(default_factory=GridSettings)
     components: ComponentSettings = Field(default_factory=ComponentSettings)
     rasters: RasterSettings = Field(default_factory=RasterSettings)
+    query: QuerySettings = Field(default_factory=QuerySettings)
 
     @property
     def raster_dir(self) -> Path:

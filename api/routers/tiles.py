@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import psycopg
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from api.deps import Catalog, catalog, connection, settings
+from api.deps import Catalog, access_level, catalog, connection, settings
 from layers.pipelines.model import UTILITIES
+from tiles.cache import TileKey
 from tiles.mvt import TMS_ID, check_tile, tilejson
 from twin.errors import NotFound
 from twin.settings import Settings
@@ -19,7 +20,7 @@ router = APIRouter(tags=["Vector tiles"])
 MVT = "application/vnd.mapbox-vector-tile"
 
 
-def _check_tms(tms: str) -> None:
+def check_tms(tms: str) -> None:
     if tms != TMS_ID:
         raise NotFound(f"unknown tile matrix set {tms!r}; only {TMS_ID} is served")
 
@@ -36,7 +37,7 @@ async def layer_tilejson(
     cfg: Annotated[Settings, Depends(settings)],
     conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
 ) -> dict:
-    _check_tms(tms)
+    check_tms(tms)
     layer = cat.layer(collection_id)
     base = str(request.base_url).rstrip("/")
     url = f"{base}/collections/{layer.name}/tiles/{TMS_ID}/{{z}}/{{x}}/{{y}}"
@@ -82,21 +83,46 @@ async def layer_tile(
     x: int,
     y: int,
     cat: Annotated[Catalog, Depends(catalog)],
-    conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
     cfg: Annotated[Settings, Depends(settings)],
 ) -> Response:
-    _check_tms(tms)
+    check_tms(tms)
     layer = cat.layer(collection_id)
     check_tile(z, x, y, cfg.tiles.tile_max_zoom)
-    data = await cat.tiles[layer.name].render(conn, z, x, y, cfg.tiles.tile_extent)
-    etag = '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
+    key = TileKey(access_level(request), f"layer:{layer.name}", z, x, y)
+    tiles = cat.tiles[layer.name]
+
+    async def render() -> bytes:
+        async with request.app.state.pool.connection() as conn:
+            return await tiles.render(conn, z, x, y, cfg.tiles.tile_extent)
+
+    return await cached_tile(request, cat, key, [layer.name], render, cfg)
+
+
+async def cached_tile(
+    request: Request,
+    cat: Catalog,
+    key: TileKey,
+    collections: list[str],
+    render: Callable[[], Awaitable[bytes]],
+    cfg: Settings,
+) -> Response:
+    """A tile from the cache, or rendered and kept; with its ETag, a 304 when the client has it,
+    and a 204 when it is empty. ``X-Tile-Cache`` says hit or miss."""
+    tile = await cat.cache.get(key)
+    state = "hit"
+    if tile is None:
+        seen = await cat.cache.generations(collections)
+        tile = await cat.cache.put(key, await render(), collections, seen)
+        state = "miss"
+    max_age = cfg.tiles.tile_cache_seconds
     headers = {
-        "Cache-Control": f"public, max-age={cfg.tiles.tile_cache_seconds}",
-        "ETag": etag,
+        "Cache-Control": f"public, max-age={max_age}" + ("" if max_age else ", must-revalidate"),
+        "ETag": tile.etag,
+        "X-Tile-Cache": state,
     }
-    if request.headers.get("if-none-match") == etag:
+    if request.headers.get("if-none-match") == tile.etag:
         return Response(status_code=304, headers=headers)
-    if not data:
+    if not tile.data:
         # An empty tile: 204 tells clients there is nothing here without a body to decode.
         return Response(status_code=204, headers=headers)
-    return Response(data, media_type=MVT, headers=headers)
+    return Response(tile.data, media_type=MVT, headers=headers)

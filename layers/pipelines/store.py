@@ -432,6 +432,21 @@ def publish(conn: psycopg.Connection, network: str) -> None:
             ("checked_at", "timestamp"),
         ],
     )
+    _register(
+        conn,
+        "low_points",
+        "排水低洼点 drainage low points",
+        "drainage_low_points",
+        "Point",
+        [
+            ("network", "text"),
+            ("node_id", "text"),
+            ("kind", "text"),
+            ("ground_elev_m", "double"),
+            ("depression_m", "double"),
+            ("unit_grid", "text"),
+        ],
+    )
 
 
 def _register(

@@ -1,0 +1,176 @@
+"""One-map views: the maps, their composite vector tiles, TileJSON and MapLibre styles."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Depends, Path, Request, Response
+
+from api.deps import Catalog, access_level, catalog, connection, settings
+from api.routers.tiles import MVT, cached_tile, check_tms
+from tiles.cache import TileKey
+from tiles.composite import MapTiles
+from tiles.maps import get_map
+from tiles.mvt import TMS_ID, check_tile
+from tiles.style import map_bounds, map_style, map_tilejson
+from twin.settings import Settings
+
+router = APIRouter(prefix="/maps", tags=["One-map views"])
+
+MapId = Annotated[str, Path(alias="mapId", description="e.g. city-management")]
+Cat = Annotated[Catalog, Depends(catalog)]
+Cfg = Annotated[Settings, Depends(settings)]
+Conn = Annotated[psycopg.AsyncConnection, Depends(connection)]
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _summary(cat: Catalog, map_id: str, base: str) -> dict[str, Any]:
+    m = get_map(cat.maps, map_id)
+    doc: dict[str, Any] = {
+        "id": m.id,
+        "title": m.title,
+        "description": m.description,
+        "layers": [
+            {
+                "id": layer.id,
+                "title": layer.title or layer.id,
+                "collection": layer.collection,
+                "raster": layer.raster.model_dump() if layer.raster else None,
+                "minzoom": layer.minzoom,
+                "maxzoom": layer.maxzoom,
+                "aggregate_below": layer.aggregate_below,
+            }
+            for layer in m.layers
+        ],
+        "links": [
+            {"rel": "self", "href": f"{base}/maps/{m.id}", "type": "application/json"},
+            {
+                "rel": "stylesheet",
+                "href": f"{base}/maps/{m.id}/style.json",
+                "type": "application/vnd.mapbox.style+json",
+            },
+            {
+                "rel": "tilejson",
+                "href": f"{base}/maps/{m.id}/tiles/{TMS_ID}/tilejson.json",
+                "type": "application/json",
+            },
+            {
+                "rel": "item",
+                "href": f"{base}/maps/{m.id}/tiles/{TMS_ID}/{{z}}/{{x}}/{{y}}",
+                "type": MVT,
+                "templated": True,
+            },
+        ],
+    }
+    if map_id in cat.map_errors:
+        doc["error"] = cat.map_errors[map_id]
+    else:
+        tiles = cat.map_tiles[map_id]
+        doc["missing"] = tiles.missing
+        doc["bounds"] = map_bounds(tiles)
+    return doc
+
+
+@router.get("", summary="The thematic maps (一张图 views)")
+async def list_maps(request: Request, cat: Cat) -> dict:
+    base = _base(request)
+    return {"maps": [_summary(cat, map_id, base) for map_id in sorted(cat.maps)]}
+
+
+@router.get("/{mapId}", summary="A map: its layers and links")
+async def get_map_doc(request: Request, map_id: MapId, cat: Cat) -> dict:
+    return _summary(cat, map_id, _base(request))
+
+
+async def _raster_sources(
+    conn: psycopg.AsyncConnection, tiles: MapTiles, base: str, cfg: Settings
+) -> dict[str, dict[str, Any]]:
+    """The raster source of each imagery layer: its collection's mosaic (the collection with
+    the newest scene when the map names none), over the scenes' extent."""
+    out: dict[str, dict[str, Any]] = {}
+    for spec in tiles.map.layers:
+        if spec.raster is None:
+            continue
+        cur = await conn.execute(
+            """
+            SELECT collection, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)
+            FROM (SELECT collection, ST_Extent(footprint) AS e, max(datetime) AS newest
+                  FROM twin.raster_scenes
+                  WHERE %(c)s::text IS NULL OR collection = %(c)s
+                  GROUP BY collection) AS s
+            ORDER BY newest DESC LIMIT 1
+            """,
+            {"c": spec.raster.collection},
+        )
+        row = await cur.fetchone()
+        if row is None:
+            continue
+        cid, *bbox = row
+        url = f"{base}/raster/collections/{cid}/tiles/{TMS_ID}/{{z}}/{{x}}/{{y}}.png"
+        out[spec.id] = {
+            "type": "raster",
+            "tiles": [f"{url}?preset={spec.raster.preset}"],
+            "tileSize": cfg.rasters.raster_tile_size,
+            "bounds": [float(v) for v in bbox],
+            "maxzoom": 18,
+            "attribution": f"imagery: {cid}",
+        }
+    return out
+
+
+@router.get(
+    "/{mapId}/style.json",
+    summary="The map's MapLibre style (spec v8; no glyphs or sprites, works offline)",
+)
+async def style(request: Request, map_id: MapId, cat: Cat, cfg: Cfg, conn: Conn) -> dict:
+    tiles = cat.map(map_id)
+    base = _base(request)
+    rasters = await _raster_sources(conn, tiles, base, cfg)
+    return map_style(tiles, base, cfg.tiles.tile_max_zoom, rasters)
+
+
+@router.get(
+    "/{mapId}/tiles/{tileMatrixSetId}/tilejson.json",
+    summary="TileJSON 3.0 of the map's composite vector tiles",
+)
+async def tilejson(
+    request: Request,
+    map_id: MapId,
+    tms: Annotated[str, Path(alias="tileMatrixSetId")],
+    cat: Cat,
+    cfg: Cfg,
+) -> dict:
+    check_tms(tms)
+    return map_tilejson(cat.map(map_id), _base(request), cfg.tiles.tile_max_zoom)
+
+
+@router.get(
+    "/{mapId}/tiles/{tileMatrixSetId}/{z}/{x}/{y}",
+    summary="A composite vector tile (MVT): every layer of the map, with its zoom rules",
+    response_class=Response,
+    responses={200: {"content": {MVT: {}}}, 204: {"description": "Empty tile"}},
+)
+async def map_tile(
+    request: Request,
+    map_id: MapId,
+    tms: Annotated[str, Path(alias="tileMatrixSetId")],
+    z: int,
+    x: int,
+    y: int,
+    cat: Cat,
+    cfg: Cfg,
+) -> Response:
+    check_tms(tms)
+    tiles = cat.map(map_id)
+    check_tile(z, x, y, cfg.tiles.tile_max_zoom)
+    key = TileKey(access_level(request), f"map:{map_id}", z, x, y)
+
+    async def render() -> bytes:
+        async with request.app.state.pool.connection() as conn:
+            return await tiles.render(conn, z, x, y, cfg.tiles.tile_extent)
+
+    return await cached_tile(request, cat, key, tiles.collections_at(z), render, cfg)
