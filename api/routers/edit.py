@@ -13,6 +13,8 @@ from grid import edit as grid_edit
 from layers import versioned
 from layers.components import edit
 from layers.pipelines import edit as pipe_edit
+from tiles.cache import Box
+from tiles.invalidation import footprints, invalidate
 from twin.errors import InvalidParameter, ReadOnly
 from twin.settings import Settings
 
@@ -63,6 +65,23 @@ def _done(status: int, collection_id: str, fid: int, version: int, request: Requ
     )
 
 
+async def _before(conn: psycopg.AsyncConnection, collection_id: str, fid: int) -> dict[str, Box]:
+    _kind(collection_id)  # read-only collections are refused before anything is read
+    return await footprints(conn, collection_id, fid)
+
+
+async def _edited(
+    request: Request,
+    conn: psycopg.AsyncConnection,
+    collection_id: str,
+    fid: int,
+    before: dict[str, Box],
+) -> None:
+    """After a committed edit: drop the cached tiles it changed, in every map and layer."""
+    after = await footprints(conn, collection_id, fid)
+    await invalidate(request.app.state.catalog.cache, before, after)
+
+
 async def _update(
     conn: psycopg.AsyncConnection,
     collection_id: str,
@@ -102,6 +121,7 @@ async def create_item(
 ) -> Response:
     if _kind(collection_id) == "pipes":
         fid, version = await pipe_edit.create(conn, _pipes(collection_id), feature)
+        await _edited(request, conn, collection_id, fid, {})
         return _done(201, collection_id, fid, version, request)
     if _kind(collection_id) != "components":
         raise ReadOnly(
@@ -110,6 +130,7 @@ async def create_item(
         )
     change = edit.parse_feature(feature, partial=False)
     fid, version = await edit.create(conn, change, cfg.components)
+    await _edited(request, conn, collection_id, fid, {})
     return _done(201, collection_id, fid, version, request)
 
 
@@ -124,7 +145,9 @@ async def replace_item(
     if_match: IfMatch = None,
 ) -> Response:
     fid = _fid(feature_id)
+    before = await _before(conn, collection_id, fid)
     new = await _update(conn, collection_id, fid, feature, if_match, cfg, partial=False)
+    await _edited(request, conn, collection_id, fid, before)
     return _done(204, collection_id, fid, new, request)
 
 
@@ -142,7 +165,9 @@ async def patch_item(
     if_match: IfMatch = None,
 ) -> Response:
     fid = _fid(feature_id)
+    before = await _before(conn, collection_id, fid)
     new = await _update(conn, collection_id, fid, feature, if_match, cfg, partial=True)
+    await _edited(request, conn, collection_id, fid, before)
     return _done(204, collection_id, fid, new, request)
 
 
@@ -158,6 +183,7 @@ async def delete_item(
     if_match: IfMatch = None,
 ) -> Response:
     kind, fid = _kind(collection_id), _fid(feature_id)
+    before = await _before(conn, collection_id, fid)
     if kind == "components":
         new = await edit.soft_delete(conn, fid, edit.parse_version(if_match))
     elif kind == "pipes":
@@ -167,6 +193,7 @@ async def delete_item(
         new = await grid_edit.retire(
             conn, kind, fid, versioned.parse_version(if_match, "grid cell")
         )
+    await _edited(request, conn, collection_id, fid, before)
     return _done(204, collection_id, fid, new, request)
 
 
@@ -194,12 +221,14 @@ async def restore_item(
     version: Annotated[int | None, Query(description="The version to bring back")] = None,
 ) -> Response:
     kind, fid = _kind(collection_id), _fid(feature_id)
+    before = await _before(conn, collection_id, fid)
     if kind == "components":
         new = await edit.restore(conn, fid, version)
     elif kind == "pipes":
         new = await pipe_edit.restore(conn, _pipes(collection_id), fid, version)
     else:
         new = await grid_edit.restore(conn, kind, fid, version)
+    await _edited(request, conn, collection_id, fid, before)
     return _done(200, collection_id, fid, new, request)
 
 

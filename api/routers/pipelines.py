@@ -125,7 +125,7 @@ async def topology_report(network: str, conn: Conn, cache: Graphs) -> dict:
     "/{network}/topology",
     summary="Check a network again and refresh its rows in the pipe_findings layer",
 )
-async def refresh_topology(network: str, conn: Conn, cache: Graphs) -> dict:
+async def refresh_topology(network: str, request: Request, conn: Conn, cache: Graphs) -> dict:
     check_network_name(network)
     g = await cache.get(conn, network)
     found = await topology.check_async(conn, network, g)
@@ -139,6 +139,7 @@ async def refresh_topology(network: str, conn: Conn, cache: Graphs) -> dict:
             "UPDATE twin.layers SET feature_count = (SELECT count(*) FROM twin.pipe_findings), "
             "updated_at = now() WHERE name = 'pipe_findings'"
         )
+    await request.app.state.catalog.cache.invalidate("pipe_findings")
     return {"network": network, "counts": topology.summary(found), "stored": len(found)}
 
 

@@ -440,6 +440,7 @@ async def detect(body: ChangeRequest, request: Request) -> dict:
 
     summary = await run_in_threadpool(run)
     request.app.state.catalog._loaded_at = 0  # the raster_changes collection may be new
+    await request.app.state.catalog.cache.invalidate("raster_changes")
     return summary
 
 
