@@ -30,7 +30,7 @@ demo: venv viewer
 
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass.
 test: venv viewer
-	@scripts/ensure-system --browser
+	@scripts/ensure-system --browser --redis
 	@$(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: no tests were collected" >&2; exit 1; fi; exit $$rc
 

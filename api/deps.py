@@ -25,8 +25,9 @@ class Catalog:
     """Published layers and their compiled tile statements, reloaded when the registry changes.
 
     The registry is re-read at most every ``ttl`` seconds (an import from the CLI shows up
-    within that time); tile SQL is rebuilt only for layers whose registry row changed, and the
-    cached tiles of such a layer (a re-import, a new network) are dropped.
+    within that time); tile SQL is rebuilt only for layers whose registry row changed. Cached
+    tiles carry the layers' data versions in their keys, so a re-import is never answered from
+    tiles of the data before it.
     """
 
     settings: Settings
@@ -53,8 +54,6 @@ class Catalog:
                     self.tiles[name] = LayerTiles.build(layer, self.settings.tiles)
             for gone in set(self.tiles) - set(fresh):
                 del self.tiles[gone]
-            for name in changed:
-                await self.cache.invalidate(name)
             self.layers = fresh
             if changed or not self.map_tiles:
                 await self._bind_maps(conn)

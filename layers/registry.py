@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ LAYER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 _COLUMNS = (
     "name, title, description, schema_name, table_name, geometry_type, srid, fields, "
-    "time_field, feature_count, bbox"
+    "time_field, feature_count, bbox, updated_at::text AS updated_at"
 )
 
 
@@ -38,7 +39,15 @@ class Layer:
     time_field: str | None = None
     feature_count: int = 0
     bbox: tuple[float, float, float, float] | None = None
+    updated_at: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def data_version(self) -> str:
+        """Changes whenever the layer is imported or registered again: part of tile cache keys,
+        so tiles of an earlier import are never served after it."""
+        text = f"{self.schema_name}.{self.table_name}|{self.updated_at}|{self.feature_count}"
+        return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
     @property
     def field_names(self) -> list[str]:
@@ -59,6 +68,7 @@ class Layer:
             time_field=row["time_field"],
             feature_count=int(row["feature_count"]),
             bbox=(bbox[0], bbox[1], bbox[2], bbox[3]) if bbox else None,
+            updated_at=row.get("updated_at"),
         )
 
 

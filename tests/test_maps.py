@@ -409,3 +409,63 @@ def test_bad_map_requests_say_what_to_fix(client, path, status, says):
     r = client.get(path)
     assert r.status_code == status
     assert says in r.json()["message"]
+
+
+# --- Redis: one cache shared by replicas ---------------------------------------------------
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    import socket
+    import time
+
+    server = shutil.which("redis-server")
+    assert server, "make test installs redis-server (scripts/ensure-system --redis)"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    folder = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_replicas_share_the_redis_cache_and_its_invalidation(city, redis_url):
+    settings = settings_for(city)
+    settings.tiles.tile_cache = "redis"
+    settings.tiles.tile_cache_redis_url = redis_url
+    with psycopg.connect(city) as conn:
+        fid, lon, lat = some_component(conn)
+    x, y = tile_of(lon, lat, 17)
+    far_x, far_y = tile_of(lon + 0.03, lat + 0.03, 17)
+    path = f"/maps/city-management/tiles/WebMercatorQuad/17/{x}/{y}"
+    far = f"/maps/city-management/tiles/WebMercatorQuad/17/{far_x}/{far_y}"
+    with app_client(settings) as one, app_client(settings) as two:
+        assert one.get(path).headers["x-tile-cache"] == "miss"
+        one.get(far)
+        assert two.get(path).headers["x-tile-cache"] == "hit"  # rendered by the other replica
+        r = one.get(f"/collections/components/items/{fid}")
+        r = one.patch(
+            f"/collections/components/items/{fid}",
+            json={"properties": {"status": "丢失"}},
+            headers={"If-Match": r.headers["etag"]},
+        )
+        assert r.status_code == 204
+        fresh = two.get(path)
+        assert fresh.headers["x-tile-cache"] == "miss"
+        mine = [
+            f
+            for f in mapbox_vector_tile.decode(fresh.content)["components"]["features"]
+            if f["id"] == fid
+        ]
+        assert mine[0]["properties"]["status"] == "丢失"
+        assert two.get(far).headers["x-tile-cache"] == "hit"

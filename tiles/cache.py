@@ -188,7 +188,10 @@ class RedisCache:
 
     async def get(self, key: TileKey) -> CachedTile | None:
         data = await self.redis.get(self._k("tile", key.text()))
-        return None if data is None else CachedTile(bytes(data), etag_of(bytes(data)))
+        if data is None:
+            return None
+        raw = data if isinstance(data, bytes) else str(data).encode()
+        return CachedTile(raw, etag_of(raw))
 
     async def generations(self, collections: Iterable[str]) -> tuple[int, ...]:
         names = list(collections)

@@ -8,6 +8,7 @@ layers is a valid MVT), in one round trip.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import psycopg
@@ -43,6 +44,12 @@ class MapTiles:
     @property
     def collections(self) -> list[str]:
         return sorted({p.layer.name for p in self.parts})
+
+    @property
+    def data_version(self) -> str:
+        """The data versions of every bound layer, in one short string for cache keys."""
+        text = "|".join(sorted(f"{p.layer.name}:{p.layer.data_version}" for p in self.parts))
+        return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
     def collections_at(self, z: int) -> list[str]:
         return sorted({p.layer.name for p in self.parts if p.spec.mode_at(z)})

@@ -167,7 +167,7 @@ async def map_tile(
     check_tms(tms)
     tiles = cat.map(map_id)
     check_tile(z, x, y, cfg.tiles.tile_max_zoom)
-    key = TileKey(access_level(request), f"map:{map_id}", z, x, y)
+    key = TileKey(access_level(request), f"map:{map_id}", z, x, y, tiles.data_version)
 
     async def render() -> bytes:
         async with request.app.state.pool.connection() as conn:

@@ -88,7 +88,7 @@ async def layer_tile(
     check_tms(tms)
     layer = cat.layer(collection_id)
     check_tile(z, x, y, cfg.tiles.tile_max_zoom)
-    key = TileKey(access_level(request), f"layer:{layer.name}", z, x, y)
+    key = TileKey(access_level(request), f"layer:{layer.name}", z, x, y, layer.data_version)
     tiles = cat.tiles[layer.name]
 
     async def render() -> bytes:
