@@ -14,6 +14,7 @@ if the generations of its collections are those read before it was rendered.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 import math
@@ -52,12 +53,31 @@ class TileKey:
 
 @dataclass(frozen=True)
 class CachedTile:
+    """A tile as served: gzip-compressed once when it is worth it (clients that do not take
+    gzip get it inflated), so a cache hit costs no compression."""
+
     data: bytes
     etag: str
+
+    @property
+    def gzipped(self) -> bool:
+        return self.data[:2] == _GZIP_MAGIC  # an MVT starts with 0x1a, a layer
+
+    def plain(self) -> bytes:
+        return gzip.decompress(self.data) if self.gzipped else self.data
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def etag_of(data: bytes) -> str:
     return '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
+
+
+def pack(data: bytes) -> CachedTile:
+    """The tile to keep and serve: compressed when over 1 kB, with the ETag of its content."""
+    body = gzip.compress(data, compresslevel=5, mtime=0) if len(data) > 1024 else data
+    return CachedTile(body, etag_of(data))
 
 
 def tile_box(z: int, x: int, y: int, margin: float) -> Box:
@@ -104,7 +124,7 @@ class NoCache:
     async def put(
         self, key: TileKey, data: bytes, collections: Iterable[str], seen: tuple[int, ...]
     ) -> CachedTile:
-        return CachedTile(data, etag_of(data))
+        return pack(data)
 
     async def invalidate(self, collection: str, box: Box | None = None) -> int:
         return 0
@@ -137,13 +157,13 @@ class MemoryCache:
     async def put(
         self, key: TileKey, data: bytes, collections: Iterable[str], seen: tuple[int, ...]
     ) -> CachedTile:
-        tile = CachedTile(data, etag_of(data))
+        tile = pack(data)
         names = tuple(collections)
-        if await self.generations(names) != seen or len(data) > self.max_bytes:
+        if await self.generations(names) != seen or len(tile.data) > self.max_bytes:
             return tile  # an edit landed while it was rendered: serve it, do not keep it
         self._drop(key)
         self._tiles[key] = (tile, names)
-        self.size += len(data)
+        self.size += len(tile.data)
         for name in names:
             self._by_collection.setdefault(name, set()).add(key)
         while self.size > self.max_bytes:
@@ -191,7 +211,8 @@ class RedisCache:
         if data is None:
             return None
         raw = data if isinstance(data, bytes) else str(data).encode()
-        return CachedTile(raw, etag_of(raw))
+        tile = CachedTile(raw, "")
+        return CachedTile(raw, etag_of(tile.plain()))
 
     async def generations(self, collections: Iterable[str]) -> tuple[int, ...]:
         names = list(collections)
@@ -203,13 +224,13 @@ class RedisCache:
     async def put(
         self, key: TileKey, data: bytes, collections: Iterable[str], seen: tuple[int, ...]
     ) -> CachedTile:
-        tile = CachedTile(data, etag_of(data))
+        tile = pack(data)
         names = tuple(collections)
         if await self.generations(names) != seen:
             return tile
         text = key.text()
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._k("tile", text), data)
+            pipe.set(self._k("tile", text), tile.data)
             for name in names:
                 pipe.sadd(self._k("tiles-of", name), text)
             await pipe.execute()

@@ -125,4 +125,8 @@ async def cached_tile(
     if not tile.data:
         # An empty tile: 204 tells clients there is nothing here without a body to decode.
         return Response(status_code=204, headers=headers)
-    return Response(tile.data, media_type=MVT, headers=headers)
+    if tile.gzipped and "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"  # compressed once, when it was cached
+        headers["Vary"] = "Accept-Encoding"
+        return Response(tile.data, media_type=MVT, headers=headers)
+    return Response(tile.plain(), media_type=MVT, headers=headers)
