@@ -22,6 +22,7 @@ from twin.cli_components import components_app
 from twin.cli_grid import grid_app
 from twin.cli_pipelines import pipelines_app
 from twin.cli_raster import raster_app
+from twin.cli_report import report
 from twin.errors import TwinError
 from twin.settings import Settings
 
@@ -38,6 +39,7 @@ app.add_typer(grid_app, name="grid")
 app.add_typer(components_app, name="components")
 app.add_typer(pipelines_app, name="pipelines")
 app.add_typer(raster_app, name="raster")
+app.command("report")(report)
 
 console = Console(stderr=True)
 out = Console()
@@ -324,6 +326,10 @@ def _run_server(settings: Settings, url: str, host: str | None, port: int | None
     host = host or settings.api.host
     port = port or settings.api.port
     console.print(f"serving on http://{host}:{port}/  (viewer: http://{host}:{port}/viewer)")
+    from tiles.maps import load_maps
+
+    for map_id, m in load_maps(settings.tiles.maps_dir).items():
+        console.print(f"  map {m.title}: http://{host}:{port}/maps/{map_id}/style.json")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
