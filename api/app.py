@@ -12,7 +12,19 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from api import errors
 from api.deps import Catalog
-from api.routers import edit, features, grid, landing, maps, pipelines, rasters, tiles, viewer
+from api.routers import (
+    edit,
+    features,
+    grid,
+    landing,
+    maps,
+    pipelines,
+    query,
+    rasters,
+    reports,
+    tiles,
+    viewer,
+)
 from tiles.cache import make_cache
 from tiles.maps import load_maps
 from twin import db
@@ -58,7 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["*"],
         expose_headers=["ETag", "Content-Crs"],
     )
-    for module in (landing, features, edit, tiles, maps, grid, pipelines, rasters, viewer):
+    routers = (landing, features, edit, tiles, maps, grid, pipelines, query, reports, rasters)
+    for module in (*routers, viewer):
         app.include_router(module.router)
     _document_limits(app, settings)
     return app
