@@ -221,7 +221,7 @@ def test_cli_writes_the_report_and_a_summary(env, tmp_path, summary):
 
 def test_cli_unknown_code_exits_1_with_a_message(env):
     result = runner.invoke(app, ["report", "street", "341502009"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no current street with code 341502009" in result.output
     result = runner.invoke(app, ["report", "block", "341502009"])
-    assert result.exit_code == 1 and "grid, community, street, district" in result.output
+    assert result.exit_code == 2 and "grid, community, street, district" in result.output

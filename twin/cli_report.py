@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from twin import db
+from twin import db, migrate
 from twin.errors import TwinError
 from twin.settings import Settings
 
@@ -42,13 +42,15 @@ def report(
             def step(label: str) -> None:
                 progress.update(task, description=label + "...")
 
-            with db.connect(db.database_url(settings.db)) as conn:
+            with db.connect(db.database_url(settings.db, start=True)) as conn:
+                migrate.migrate(conn)  # a new database gets its schema, not a traceback
+                conn.commit()
                 data = run_sync(conn, collect(grid_level, code, settings.query), step)
             step(f"writing {fmt}")
             body = render(data, fmt)
     except TwinError as exc:
         console.print(f"[bold red]error:[/] {exc.message}")
-        raise typer.Exit(1) from None
+        raise typer.Exit(2) from None
     path = out or Path(file_name(grid_level, data.cell["code"], fmt))
     path.write_bytes(body)
     _print_summary(data.summary, data.cell, path)
