@@ -25,6 +25,9 @@ STATUS: dict[type[errors.TwinError], int] = {
     errors.PreconditionFailed: 412,
     errors.PreconditionRequired: 428,
     errors.ReadOnly: 405,
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
+    errors.TooManyRequests: 429,
     errors.DatabaseUnavailable: 503,
     errors.SetupError: 503,
 }
@@ -44,7 +47,12 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.TwinError)
     async def twin_error(request: Request, exc: errors.TwinError) -> JSONResponse:
-        return error_response(status_of(exc), exc.code, exc.message)
+        response = error_response(status_of(exc), exc.code, exc.message)
+        if isinstance(exc, errors.Unauthorized):
+            response.headers["WWW-Authenticate"] = 'Bearer realm="citytwin"'
+        if isinstance(exc, errors.TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -58,6 +58,28 @@ class InvalidData(TwinError):
     code = "invalid-data"
 
 
+class Unauthorized(TwinError):
+    """No usable credentials: missing, malformed, expired, revoked or unknown (401)."""
+
+    code = "unauthorized"
+
+
+class Forbidden(TwinError):
+    """Valid credentials without the grant for this action (403)."""
+
+    code = "forbidden"
+
+
+class TooManyRequests(TwinError):
+    """A caller over its rate limit (429); ``retry_after`` in seconds."""
+
+    code = "rate-limited"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class DatabaseUnavailable(TwinError):
     code = "database-unavailable"
 
