@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 
@@ -25,6 +25,7 @@ from api.routers import (
     tiles,
     viewer,
 )
+from api.security import Authenticator, resolve_principal
 from tiles.cache import make_cache
 from tiles.maps import load_maps
 from twin import db
@@ -59,7 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # /api.html is served offline by the viewer router
         redoc_url=None,
         lifespan=lifespan,
+        dependencies=[Depends(resolve_principal)],  # every request: who is calling
     )
+    app.state.authenticator = Authenticator(settings.auth)
     app.state.settings = settings
     errors.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024)

@@ -11,11 +11,13 @@ import psycopg
 from fastapi import Request
 from psycopg_pool import AsyncConnectionPool
 
+from layers.access import can_read
 from layers.registry import Layer, list_layers_async
 from tiles.cache import NoCache, TileCache
 from tiles.composite import MapTiles, build_map_tiles
 from tiles.maps import MapDef, get_map
 from tiles.mvt import LayerTiles
+from twin.auth import ANONYMOUS, Principal
 from twin.errors import NotFound, SetupError, TwinError
 from twin.settings import Settings
 
@@ -38,6 +40,7 @@ class Catalog:
     cache: TileCache = field(default_factory=NoCache)
     map_tiles: dict[str, MapTiles] = field(default_factory=dict)
     map_errors: dict[str, str] = field(default_factory=dict)
+    _map_views: dict[tuple[str, str], MapTiles] = field(default_factory=dict)
     _loaded_at: float = 0.0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -62,7 +65,7 @@ class Catalog:
     async def _bind_maps(self, conn: psycopg.AsyncConnection) -> None:
         """Compile every map over the layers published now; a broken map definition answers
         with its problem and does not stop the others."""
-        self.map_tiles, self.map_errors = {}, {}
+        self.map_tiles, self.map_errors, self._map_views = {}, {}, {}
         for map_id, map_def in self.maps.items():
             try:
                 self.map_tiles[map_id] = await build_map_tiles(
@@ -71,17 +74,28 @@ class Catalog:
             except TwinError as exc:
                 self.map_errors[map_id] = exc.message
 
-    def map(self, map_id: str) -> MapTiles:
+    def map(self, map_id: str, who: Principal = ANONYMOUS) -> MapTiles:
+        """A map as ``who`` sees it: the layers they may not read are not in it at all (not
+        in its tiles, its TileJSON or its style)."""
         get_map(self.maps, map_id)
         if map_id in self.map_errors:
             raise SetupError(self.map_errors[map_id])
-        return self.map_tiles[map_id]
+        key = (map_id, who.access_key)
+        if key not in self._map_views:
+            self._map_views[key] = self.map_tiles[map_id].readable_by(
+                lambda layer: can_read(who, layer)
+            )
+        return self._map_views[key]
 
-    def layer(self, name: str) -> Layer:
-        try:
-            return self.layers[name]
-        except KeyError:
-            raise NotFound(f"no collection named {name!r}; see /collections") from None
+    def layer(self, name: str, who: Principal = ANONYMOUS) -> Layer:
+        """A layer ``who`` may read; one they may not is as unknown as a missing one."""
+        layer = self.layers.get(name)
+        if layer is None or not can_read(who, layer):
+            raise NotFound(f"no collection named {name!r}; see /collections")
+        return layer
+
+    def visible(self, who: Principal) -> list[Layer]:
+        return [layer for layer in self.layers.values() if can_read(who, layer)]
 
 
 async def connection(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
@@ -104,6 +118,11 @@ def settings(request: Request) -> Settings:
 
 
 def access_level(request: Request) -> str:
-    """The caller's access level, the first part of every cache key: callers of different
-    levels never share a cached tile. Everyone is ``public`` until access control lands."""
-    return "public"
+    """The caller's access level, the first part of every cache key: callers who may read
+    different layers never share a cached tile."""
+    return principal(request).access_key
+
+
+def principal(request: Request) -> Principal:
+    """The caller, resolved once per request by the application-wide dependency."""
+    return getattr(request.state, "principal", ANONYMOUS)

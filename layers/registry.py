@@ -16,7 +16,8 @@ LAYER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 _COLUMNS = (
     "name, title, description, schema_name, table_name, geometry_type, srid, fields, "
-    "time_field, feature_count, bbox, updated_at::text AS updated_at"
+    "time_field, feature_count, bbox, updated_at::text AS updated_at, read_role, edit_role, "
+    "department"
 )
 
 
@@ -40,6 +41,9 @@ class Layer:
     feature_count: int = 0
     bbox: tuple[float, float, float, float] | None = None
     updated_at: str | None = None
+    read_role: str = "public"  # public, viewer, editor or admin
+    edit_role: str = "editor"  # editor or admin
+    department: str | None = None  # when set, only this department's editors edit it
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -69,6 +73,9 @@ class Layer:
             feature_count=int(row["feature_count"]),
             bbox=(bbox[0], bbox[1], bbox[2], bbox[3]) if bbox else None,
             updated_at=row.get("updated_at"),
+            read_role=row.get("read_role") or "public",
+            edit_role=row.get("edit_role") or "editor",
+            department=row.get("department"),
         )
 
 
@@ -209,3 +216,31 @@ def register_view(
             bbox if bbox and bbox[0] is not None else None,
         ],
     )
+
+
+def set_access(
+    conn: psycopg.Connection,
+    name: str,
+    *,
+    read_role: str | None = None,
+    edit_role: str | None = None,
+    department: str | None = None,
+    clear_department: bool = False,
+) -> Layer:
+    """Change who may read and edit a layer; returns the layer as it is now."""
+    layer = get_layer(conn, name)
+    if read_role is not None and read_role not in ("public", "viewer", "editor", "admin"):
+        raise InvalidParameter(f"read role {read_role!r}: public, viewer, editor or admin")
+    if edit_role is not None and edit_role not in ("editor", "admin"):
+        raise InvalidParameter(f"edit role {edit_role!r}: editor or admin")
+    conn.execute(
+        """
+        UPDATE twin.layers SET read_role = coalesce(%s, read_role),
+               edit_role = coalesce(%s, edit_role),
+               department = CASE WHEN %s THEN NULL ELSE coalesce(%s, department) END,
+               updated_at = now()
+        WHERE name = %s
+        """,
+        [read_role, edit_role, clear_department, department, layer.name],
+    )
+    return get_layer(conn, name)

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from layers.components.classes import sync_classes
 from twin import migrate
 from twin.embedded import EmbeddedPostgres
-from twin.settings import ApiSettings, DatabaseSettings, Settings, TileSettings
+from twin.settings import ApiSettings, AuthSettings, DatabaseSettings, Settings, TileSettings
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -66,14 +66,31 @@ def settings_for(url: str) -> Settings:
         db=DatabaseSettings(database_url=url, data_dir=Path(".twin-unused")),
         api=ApiSettings(items_max_limit=1000),
         tiles=TileSettings(),
+        # Suites send hundreds of requests a second with one key; tests of the limits set them.
+        auth=AuthSettings(rate_limit_per_minute=0, rate_limit_anonymous_per_minute=0),
     )
 
 
+def make_key(url: str, role: str, **options) -> str:
+    """A new API key of ``role`` in the database at ``url``; the token to send."""
+    from twin.auth import create_key
+
+    with psycopg.connect(url) as conn:
+        token = create_key(conn, role, name=f"test {role}", **options).token
+        conn.commit()
+    return token
+
+
 @contextmanager
-def app_client(settings: Settings) -> Iterator[TestClient]:
+def app_client(settings: Settings, role: str | None = "admin") -> Iterator[TestClient]:
+    """The application, called with an API key of ``role`` (admin unless told; None for an
+    anonymous caller). Tests of access control send their own credentials."""
     from api.app import create_app
 
     with TestClient(create_app(settings)) as c:
+        if role is not None:
+            token = make_key(settings.db.database_url or "", role)
+            c.headers["Authorization"] = f"Bearer {token}"
         yield c
 
 

@@ -9,6 +9,7 @@ layers is a valid MVT), in one round trip.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg
@@ -50,6 +51,13 @@ class MapTiles:
         """The data versions of every bound layer, in one short string for cache keys."""
         text = "|".join(sorted(f"{p.layer.name}:{p.layer.data_version}" for p in self.parts))
         return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+    def readable_by(self, allowed: Callable[[Layer], bool]) -> MapTiles:
+        """The same map without the layers ``allowed`` refuses (its own compiled statements)."""
+        parts = [p for p in self.parts if allowed(p.layer)]
+        if len(parts) == len(self.parts):
+            return self
+        return MapTiles(self.map, parts, self.settings, self.missing)
 
     def collections_at(self, z: int) -> list[str]:
         return sorted({p.layer.name for p in self.parts if p.spec.mode_at(z)})

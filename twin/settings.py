@@ -139,6 +139,34 @@ class QuerySettings(BaseSettings):
     )
 
 
+class AuthSettings(BaseSettings):
+    """Who may read and edit what: API keys, bearer JWTs from a configured issuer, rate limits."""
+
+    model_config = _CONFIG
+
+    auth_jwks: str | None = Field(
+        default=None, description="The issuer's keys: a JWKS file path or an http(s) URL"
+    )
+    auth_issuer: str | None = Field(default=None, description="Required `iss` of JWTs")
+    auth_audience: str | None = Field(default=None, description="Required `aud` of JWTs")
+    auth_role_claim: str = Field(default="role", description="Claim holding the role")
+    auth_department_claim: str = Field(default="department", description="Claim: department")
+    auth_layers_claim: str = Field(default="layers", description="Claim: granted layers")
+    auth_role_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Claim values to roles, e.g. {\"gis-admins\": \"admin\"} (JSON)",
+    )
+    auth_key_cache_seconds: float = Field(
+        default=5.0, ge=0, description="How long a checked API key is trusted before re-reading"
+    )
+    rate_limit_per_minute: int = Field(
+        default=6000, ge=0, description="Requests per minute per key or token (0: no limit)"
+    )
+    rate_limit_anonymous_per_minute: int = Field(
+        default=6000, ge=0, description="Requests per minute per anonymous client address"
+    )
+
+
 class Settings(BaseSettings):
     """Everything, grouped by concern."""
 
@@ -151,6 +179,7 @@ class Settings(BaseSettings):
     components: ComponentSettings = Field(default_factory=ComponentSettings)
     rasters: RasterSettings = Field(default_factory=RasterSettings)
     query: QuerySettings = Field(default_factory=QuerySettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @property
     def raster_dir(self) -> Path:

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
+from psycopg.rows import dict_row
 
-from api.deps import connection, settings
+from api.deps import Catalog, catalog, connection, principal, settings
 from grid import edit as grid_edit
 from layers import versioned
+from layers.access import check_component_rows, check_edit, require_role
 from layers.components import edit
 from layers.pipelines import edit as pipe_edit
-from tiles.cache import Box
 from tiles.invalidation import footprints, invalidate
+from twin import audit
 from twin.errors import InvalidParameter, ReadOnly
 from twin.settings import Settings
 
@@ -65,21 +70,74 @@ def _done(status: int, collection_id: str, fid: int, version: int, request: Requ
     )
 
 
-async def _before(conn: psycopg.AsyncConnection, collection_id: str, fid: int) -> dict[str, Box]:
-    _kind(collection_id)  # read-only collections are refused before anything is read
-    return await footprints(conn, collection_id, fid)
+@dataclass
+class Edit:
+    """What an edit did, filled in by the route inside ``_editing``."""
+
+    fid: int | None
+    version: int = 0
 
 
-async def _edited(
+_STATE = {
+    "components": "SELECT version, code, dept_code, dept_name, maint_code, maint_name "
+    "FROM twin.components WHERE id = %s",
+    "pipes": "SELECT version FROM twin.pipe_segments WHERE id = %s",
+    "nodes": "SELECT version FROM twin.pipe_nodes WHERE id = %s",
+    "grid": "SELECT version FROM twin.grid_cells WHERE id = %s",
+}
+
+
+async def _state(
+    conn: psycopg.AsyncConnection, collection_id: str, fid: int | None
+) -> dict[str, Any] | None:
+    """The version (and, for components, the departments) of a feature, deleted or not."""
+    if fid is None:
+        return None
+    kind = _kind(collection_id)
+    if kind == "pipes":
+        kind = _pipes(collection_id).what
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_STATE.get(kind, _STATE["grid"]), [fid])
+        return await cur.fetchone()
+
+
+@asynccontextmanager
+async def _editing(
     request: Request,
     conn: psycopg.AsyncConnection,
     collection_id: str,
-    fid: int,
-    before: dict[str, Box],
-) -> None:
-    """After a committed edit: drop the cached tiles it changed, in every map and layer."""
-    after = await footprints(conn, collection_id, fid)
-    await invalidate(request.app.state.catalog.cache, before, after)
+    fid: int | None,
+    action: str,
+) -> AsyncIterator[Edit]:
+    """Around every write: the caller's grant on the layer (and the department rule for
+    components, before and after), one transaction holding the change and its audit row, and
+    afterwards the cached tiles the change touched dropped."""
+    who = principal(request)
+    require_role(who, "editor")
+    _kind(collection_id)  # read-only collections are refused before anything is read
+    cat: Catalog = await catalog(request)
+    check_edit(who, cat.layer(collection_id, who))
+    boxes = await footprints(conn, collection_id, fid) if fid is not None else {}
+    before = await _state(conn, collection_id, fid)
+    if collection_id == "components":
+        check_component_rows(who, before)
+    done = Edit(fid)
+    async with conn.transaction():
+        yield done
+        after = await _state(conn, collection_id, done.fid)
+        if collection_id == "components":
+            check_component_rows(who, after)
+        await audit.record(
+            conn,
+            who,
+            action,
+            collection_id,
+            feature_id=done.fid,
+            before=before["version"] if before else None,
+            after=after["version"] if after else None,
+        )
+    assert done.fid is not None
+    await invalidate(cat.cache, boxes, await footprints(conn, collection_id, done.fid))
 
 
 async def _update(
@@ -119,19 +177,19 @@ async def create_item(
     conn: Conn,
     cfg: Annotated[Settings, Depends(settings)],
 ) -> Response:
-    if _kind(collection_id) == "pipes":
-        fid, version = await pipe_edit.create(conn, _pipes(collection_id), feature)
-        await _edited(request, conn, collection_id, fid, {})
-        return _done(201, collection_id, fid, version, request)
-    if _kind(collection_id) != "components":
-        raise ReadOnly(
-            "new grid cells come from `twin grid import`, whose checks keep the "
-            "hierarchy whole; edit existing cells here"
-        )
-    change = edit.parse_feature(feature, partial=False)
-    fid, version = await edit.create(conn, change, cfg.components)
-    await _edited(request, conn, collection_id, fid, {})
-    return _done(201, collection_id, fid, version, request)
+    async with _editing(request, conn, collection_id, None, "create") as done:
+        if _kind(collection_id) == "pipes":
+            done.fid, done.version = await pipe_edit.create(conn, _pipes(collection_id), feature)
+        elif _kind(collection_id) == "components":
+            change = edit.parse_feature(feature, partial=False)
+            done.fid, done.version = await edit.create(conn, change, cfg.components)
+        else:
+            raise ReadOnly(
+                "new grid cells come from `twin grid import`, whose checks keep the "
+                "hierarchy whole; edit existing cells here"
+            )
+    assert done.fid is not None
+    return _done(201, collection_id, done.fid, done.version, request)
 
 
 @router.put("/collections/{collectionId}/items/{featureId}", summary="Replace a feature")
@@ -145,10 +203,11 @@ async def replace_item(
     if_match: IfMatch = None,
 ) -> Response:
     fid = _fid(feature_id)
-    before = await _before(conn, collection_id, fid)
-    new = await _update(conn, collection_id, fid, feature, if_match, cfg, partial=False)
-    await _edited(request, conn, collection_id, fid, before)
-    return _done(204, collection_id, fid, new, request)
+    async with _editing(request, conn, collection_id, fid, "replace") as done:
+        done.version = await _update(
+            conn, collection_id, fid, feature, if_match, cfg, partial=False
+        )
+    return _done(204, collection_id, fid, done.version, request)
 
 
 @router.patch(
@@ -165,10 +224,9 @@ async def patch_item(
     if_match: IfMatch = None,
 ) -> Response:
     fid = _fid(feature_id)
-    before = await _before(conn, collection_id, fid)
-    new = await _update(conn, collection_id, fid, feature, if_match, cfg, partial=True)
-    await _edited(request, conn, collection_id, fid, before)
-    return _done(204, collection_id, fid, new, request)
+    async with _editing(request, conn, collection_id, fid, "patch") as done:
+        done.version = await _update(conn, collection_id, fid, feature, if_match, cfg, partial=True)
+    return _done(204, collection_id, fid, done.version, request)
 
 
 @router.delete(
@@ -182,26 +240,30 @@ async def delete_item(
     conn: Conn,
     if_match: IfMatch = None,
 ) -> Response:
-    kind, fid = _kind(collection_id), _fid(feature_id)
-    before = await _before(conn, collection_id, fid)
-    if kind == "components":
-        new = await edit.soft_delete(conn, fid, edit.parse_version(if_match))
-    elif kind == "pipes":
-        version = versioned.parse_version(if_match, "pipe network feature")
-        new = await pipe_edit.delete(conn, _pipes(collection_id), fid, version)
-    else:
-        new = await grid_edit.retire(
-            conn, kind, fid, versioned.parse_version(if_match, "grid cell")
-        )
-    await _edited(request, conn, collection_id, fid, before)
-    return _done(204, collection_id, fid, new, request)
+    fid = _fid(feature_id)
+    async with _editing(request, conn, collection_id, fid, "delete") as done:
+        kind = _kind(collection_id)
+        if kind == "components":
+            done.version = await edit.soft_delete(conn, fid, edit.parse_version(if_match))
+        elif kind == "pipes":
+            version = versioned.parse_version(if_match, "pipe network feature")
+            done.version = await pipe_edit.delete(conn, _pipes(collection_id), fid, version)
+        else:
+            done.version = await grid_edit.retire(
+                conn, kind, fid, versioned.parse_version(if_match, "grid cell")
+            )
+    return _done(204, collection_id, fid, done.version, request)
 
 
 @router.get(
     "/collections/{collectionId}/items/{featureId}/history", summary="Every state a feature has had"
 )
-async def item_history(collection_id: CollectionId, feature_id: FeatureId, conn: Conn) -> dict:
+async def item_history(
+    request: Request, collection_id: CollectionId, feature_id: FeatureId, conn: Conn
+) -> dict:
     kind, fid = _kind(collection_id), _fid(feature_id)
+    cat: Catalog = await catalog(request)
+    cat.layer(collection_id, principal(request))  # the history of what one may not read: 404
     if kind == "pipes":
         table = _pipes(collection_id).table
     else:
@@ -220,16 +282,16 @@ async def restore_item(
     conn: Conn,
     version: Annotated[int | None, Query(description="The version to bring back")] = None,
 ) -> Response:
-    kind, fid = _kind(collection_id), _fid(feature_id)
-    before = await _before(conn, collection_id, fid)
-    if kind == "components":
-        new = await edit.restore(conn, fid, version)
-    elif kind == "pipes":
-        new = await pipe_edit.restore(conn, _pipes(collection_id), fid, version)
-    else:
-        new = await grid_edit.restore(conn, kind, fid, version)
-    await _edited(request, conn, collection_id, fid, before)
-    return _done(200, collection_id, fid, new, request)
+    fid = _fid(feature_id)
+    async with _editing(request, conn, collection_id, fid, "restore") as done:
+        kind = _kind(collection_id)
+        if kind == "components":
+            done.version = await edit.restore(conn, fid, version)
+        elif kind == "pipes":
+            done.version = await pipe_edit.restore(conn, _pipes(collection_id), fid, version)
+        else:
+            done.version = await grid_edit.restore(conn, kind, fid, version)
+    return _done(200, collection_id, fid, done.version, request)
 
 
 @router.get("/components/nearby", summary="Nearest components, with distances in metres")

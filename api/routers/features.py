@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import psycopg
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from api.deps import Catalog, catalog, connection, settings
+from api.deps import Catalog, catalog, connection, principal, settings
 from layers import features as feat
 from layers.cql import compile_filter
 from layers.registry import Layer
@@ -101,7 +101,7 @@ async def collections(request: Request, cat: Annotated[Catalog, Depends(catalog)
         "links": [
             {"href": f"{base}/collections", "rel": "self", "type": "application/json"},
         ],
-        "collections": [collection_doc(layer, base) for layer in cat.layers.values()],
+        "collections": [collection_doc(layer, base) for layer in cat.visible(principal(request))],
         "crs": output_crs_uris(),
     }
 
@@ -113,7 +113,7 @@ async def collection(
     cat: Annotated[Catalog, Depends(catalog)],
     conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
 ) -> dict:
-    layer = cat.layer(collection_id)
+    layer = cat.layer(collection_id, principal(request))
     return collection_doc(layer, _base(request), await feat.temporal_extent(conn, layer))
 
 
@@ -123,7 +123,7 @@ async def queryables(
     collection_id: Annotated[str, Path(alias="collectionId")],
     cat: Annotated[Catalog, Depends(catalog)],
 ) -> Response:
-    layer = cat.layer(collection_id)
+    layer = cat.layer(collection_id, principal(request))
     props: dict[str, Any] = {"geom": {"$ref": "https://geojson.org/schema/Geometry.json"}}
     for f in layer.fields:
         props[f.name] = {"type": _JSON_TYPES.get(f.type, "string")}
@@ -244,7 +244,7 @@ async def items(
         str, Query(alias="filter-lang", description="cql2-text (default) or cql2-json")
     ] = "cql2-text",
 ) -> Response:
-    layer = cat.layer(collection_id)
+    layer = cat.layer(collection_id, principal(request))
     q = _items_query(request, layer, cfg, limit, offset, bbox, bbox_crs, crs, datetime, properties)
     features, matched = await feat.fetch_items(conn, layer, q)
     envelope = {
@@ -276,7 +276,7 @@ async def item(
     crs: Annotated[str | None, Query(description="CRS of the response geometry")] = None,
     properties: Annotated[str | None, Query(description="Comma-separated properties")] = None,
 ) -> Response:
-    layer = cat.layer(collection_id)
+    layer = cat.layer(collection_id, principal(request))
     out_crs = parse_crs(crs) if crs else parse_crs("CRS84")
     check_output_crs(out_crs)
     names = None

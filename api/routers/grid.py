@@ -14,7 +14,7 @@ import pyarrow.csv as pacsv
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from api.deps import Catalog, catalog, connection
+from api.deps import Catalog, catalog, connection, principal
 from grid import discrete
 from grid import stats as grid_stats_mod
 from grid.beidou import level_of
@@ -265,6 +265,7 @@ async def _geojson_answer(
 
 @router.get("/stats", summary="Aggregate a layer by grid cell (count, length or area)")
 async def stats(
+    request: Request,
     cat: Annotated[Catalog, Depends(catalog)],
     conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
     layer: Annotated[str, Query(description="Collection to aggregate")],
@@ -273,7 +274,7 @@ async def stats(
     group: Annotated[str | None, Query(description="A field whose values become columns")] = None,
     f: Annotated[str, Query(description="geojson (choropleth) or csv")] = "geojson",
 ) -> Response:
-    source = cat.layer(layer)
+    source = cat.layer(layer, principal(request))
     rows, groups = await grid_stats_mod.grid_stats(conn, level, source, measure, group)
     if f == "csv":
         buf = io.StringIO()

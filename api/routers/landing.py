@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from psycopg import sql
 
-from api.deps import Catalog, catalog, connection
+from api.deps import Catalog, catalog, connection, principal
 from api.routers.viewer import viewer_page
 from twin import migrate
 
@@ -99,6 +99,7 @@ async def conformance() -> dict:
 
 @router.get("/healthz", summary="PostGIS version, migration level, features per layer")
 async def healthz(
+    request: Request,
     cat: Annotated[Catalog, Depends(catalog)],
     conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
 ) -> dict:
@@ -107,7 +108,7 @@ async def healthz(
     cur = await conn.execute("SELECT coalesce(max(version), 0) FROM twin.schema_migrations")
     level = await cur.fetchone()
     counts: dict[str, int | None] = {}
-    for layer in cat.layers.values():
+    for layer in cat.visible(principal(request)):
         try:
             cur = await conn.execute(
                 sql.SQL("SELECT count(*) FROM {}").format(

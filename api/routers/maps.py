@@ -7,13 +7,15 @@ from typing import Annotated, Any
 import psycopg
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from api.deps import Catalog, access_level, catalog, connection, settings
+from api.deps import Catalog, access_level, catalog, connection, principal, settings
 from api.routers.tiles import MVT, cached_tile, check_tms
+from layers.access import raster_readable
 from tiles.cache import TileKey
 from tiles.composite import MapTiles
 from tiles.maps import get_map
 from tiles.mvt import TMS_ID, check_tile
 from tiles.style import map_bounds, map_style, map_tilejson
+from twin.auth import Principal
 from twin.settings import Settings
 
 router = APIRouter(prefix="/maps", tags=["One-map views"])
@@ -28,8 +30,12 @@ def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def _summary(cat: Catalog, map_id: str, base: str) -> dict[str, Any]:
+def _summary(cat: Catalog, map_id: str, base: str, who: Principal) -> dict[str, Any]:
     m = get_map(cat.maps, map_id)
+    shown = set()
+    if map_id not in cat.map_errors:
+        view = cat.map(map_id, who)
+        shown = {p.spec.id for p in view.parts} | set(view.missing)
     doc: dict[str, Any] = {
         "id": m.id,
         "title": m.title,
@@ -45,6 +51,7 @@ def _summary(cat: Catalog, map_id: str, base: str) -> dict[str, Any]:
                 "aggregate_below": layer.aggregate_below,
             }
             for layer in m.layers
+            if layer.raster is not None or layer.id in shown or map_id in cat.map_errors
         ],
         "links": [
             {"rel": "self", "href": f"{base}/maps/{m.id}", "type": "application/json"},
@@ -69,7 +76,7 @@ def _summary(cat: Catalog, map_id: str, base: str) -> dict[str, Any]:
     if map_id in cat.map_errors:
         doc["error"] = cat.map_errors[map_id]
     else:
-        tiles = cat.map_tiles[map_id]
+        tiles = cat.map(map_id, who)
         doc["missing"] = tiles.missing
         doc["bounds"] = map_bounds(tiles)
     return doc
@@ -77,39 +84,40 @@ def _summary(cat: Catalog, map_id: str, base: str) -> dict[str, Any]:
 
 @router.get("", summary="The thematic maps (一张图 views)")
 async def list_maps(request: Request, cat: Cat) -> dict:
-    base = _base(request)
-    return {"maps": [_summary(cat, map_id, base) for map_id in sorted(cat.maps)]}
+    base, who = _base(request), principal(request)
+    return {"maps": [_summary(cat, map_id, base, who) for map_id in sorted(cat.maps)]}
 
 
 @router.get("/{mapId}", summary="A map: its layers and links")
 async def get_map_doc(request: Request, map_id: MapId, cat: Cat) -> dict:
-    return _summary(cat, map_id, _base(request))
+    return _summary(cat, map_id, _base(request), principal(request))
 
 
 async def _raster_sources(
-    conn: psycopg.AsyncConnection, tiles: MapTiles, base: str, cfg: Settings
+    conn: psycopg.AsyncConnection, tiles: MapTiles, base: str, cfg: Settings, who: Principal
 ) -> dict[str, dict[str, Any]]:
-    """The raster source of each imagery layer: its collection's mosaic (the collection with
-    the newest scene when the map names none), over the scenes' extent."""
+    """The raster source of each imagery layer: its collection's mosaic (the newest collection
+    the caller may read when the map names none), over the scenes' extent."""
     out: dict[str, dict[str, Any]] = {}
     for spec in tiles.map.layers:
         if spec.raster is None:
             continue
         cur = await conn.execute(
             """
-            SELECT collection, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)
+            SELECT s.collection, c.read_role, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)
             FROM (SELECT collection, ST_Extent(footprint) AS e, max(datetime) AS newest
                   FROM twin.raster_scenes
                   WHERE %(c)s::text IS NULL OR collection = %(c)s
                   GROUP BY collection) AS s
-            ORDER BY newest DESC LIMIT 1
+            JOIN twin.raster_collections c ON c.id = s.collection
+            ORDER BY newest DESC
             """,
             {"c": spec.raster.collection},
         )
-        row = await cur.fetchone()
-        if row is None:
+        rows = [r for r in await cur.fetchall() if raster_readable(who, r[1], r[0])]
+        if not rows:
             continue
-        cid, *bbox = row
+        cid, _, *bbox = rows[0]
         url = f"{base}/raster/collections/{cid}/tiles/{TMS_ID}/{{z}}/{{x}}/{{y}}.png"
         out[spec.id] = {
             "type": "raster",
@@ -127,9 +135,10 @@ async def _raster_sources(
     summary="The map's MapLibre style (spec v8; no glyphs or sprites, works offline)",
 )
 async def style(request: Request, map_id: MapId, cat: Cat, cfg: Cfg, conn: Conn) -> dict:
-    tiles = cat.map(map_id)
+    who = principal(request)
+    tiles = cat.map(map_id, who)
     base = _base(request)
-    rasters = await _raster_sources(conn, tiles, base, cfg)
+    rasters = await _raster_sources(conn, tiles, base, cfg, who)
     return map_style(tiles, base, cfg.tiles.tile_max_zoom, rasters)
 
 
@@ -145,7 +154,9 @@ async def tilejson(
     cfg: Cfg,
 ) -> dict:
     check_tms(tms)
-    return map_tilejson(cat.map(map_id), _base(request), cfg.tiles.tile_max_zoom)
+    return map_tilejson(
+        cat.map(map_id, principal(request)), _base(request), cfg.tiles.tile_max_zoom
+    )
 
 
 @router.get(
@@ -165,7 +176,7 @@ async def map_tile(
     cfg: Cfg,
 ) -> Response:
     check_tms(tms)
-    tiles = cat.map(map_id)
+    tiles = cat.map(map_id, principal(request))
     check_tile(z, x, y, cfg.tiles.tile_max_zoom)
     key = TileKey(access_level(request), f"map:{map_id}", z, x, y, tiles.data_version)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import psycopg
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from api.deps import Catalog, access_level, catalog, connection, settings
+from api.deps import Catalog, access_level, catalog, connection, principal, settings
 from layers.pipelines.model import UTILITIES
 from tiles.cache import TileKey
 from tiles.mvt import TMS_ID, check_tile, tilejson
@@ -38,7 +38,7 @@ async def layer_tilejson(
     conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
 ) -> dict:
     check_tms(tms)
-    layer = cat.layer(collection_id)
+    layer = cat.layer(collection_id, principal(request))
     base = str(request.base_url).rstrip("/")
     url = f"{base}/collections/{layer.name}/tiles/{TMS_ID}/{{z}}/{{x}}/{{y}}"
     doc = tilejson(layer, url, cfg.tiles)
@@ -86,7 +86,7 @@ async def layer_tile(
     cfg: Annotated[Settings, Depends(settings)],
 ) -> Response:
     check_tms(tms)
-    layer = cat.layer(collection_id)
+    layer = cat.layer(collection_id, principal(request))
     check_tile(z, x, y, cfg.tiles.tile_max_zoom)
     key = TileKey(access_level(request), f"layer:{layer.name}", z, x, y, layer.data_version)
     tiles = cat.tiles[layer.name]
@@ -115,10 +115,14 @@ async def cached_tile(
         tile = await cat.cache.put(key, await render(), collections, seen)
         state = "miss"
     max_age = cfg.tiles.tile_cache_seconds
+    # Tiles for a caller with credentials may hold what others must not see: no shared cache
+    # (a proxy, a CDN) may keep them for anyone else.
+    scope = "public" if principal(request).anonymous else "private"
     headers = {
-        "Cache-Control": f"public, max-age={max_age}" + ("" if max_age else ", must-revalidate"),
+        "Cache-Control": f"{scope}, max-age={max_age}" + ("" if max_age else ", must-revalidate"),
         "ETag": tile.etag,
         "X-Tile-Cache": state,
+        "Vary": "Accept-Encoding, Authorization, X-API-Key",
     }
     if request.headers.get("if-none-match") == tile.etag:
         return Response(status_code=304, headers=headers)
@@ -127,6 +131,5 @@ async def cached_tile(
         return Response(status_code=204, headers=headers)
     if tile.gzipped and "gzip" in request.headers.get("accept-encoding", ""):
         headers["Content-Encoding"] = "gzip"  # compressed once, when it was cached
-        headers["Vary"] = "Accept-Encoding"
         return Response(tile.data, media_type=MVT, headers=headers)
     return Response(tile.plain(), media_type=MVT, headers=headers)
