@@ -8,10 +8,14 @@ import psycopg
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import connection
+from api.deps import Catalog, catalog, connection, principal
+from layers.access import can_read, require_role
 from layers.pipelines import analysis, topology
 from layers.pipelines.graph import GraphCache
 from layers.pipelines.store import check_network_name
+from twin import audit
+from twin.auth import Principal
+from twin.errors import InvalidParameter, NotFound
 
 router = APIRouter(prefix="/pipelines", tags=["Pipe networks"])
 Conn = Annotated[psycopg.AsyncConnection, Depends(connection)]
@@ -72,10 +76,48 @@ def graphs(request: Request) -> GraphCache:
 
 
 Graphs = Annotated[GraphCache, Depends(graphs)]
+Cat = Annotated[Catalog, Depends(catalog)]
+
+
+def _readable(cat: Catalog, who: Principal, network: str) -> bool:
+    """A network is as readable as its pipes collection."""
+    layer = cat.layers.get(f"{network}_pipes")
+    return layer is None or can_read(who, layer)
+
+
+def _check_network(cat: Catalog, who: Principal, network: str | None) -> None:
+    if network is not None and not _readable(cat, who, network):
+        raise NotFound(f"no pipe network {network!r}; see /pipelines")
+
+
+def _every_network_readable(cat: Catalog, who: Principal) -> bool:
+    return all(
+        _readable(cat, who, n.removesuffix("_pipes")) for n in cat.layers if n.endswith("_pipes")
+    )
+
+
+def _answer_for(cat: Catalog, who: Principal, answer: dict) -> dict:
+    """An analysis answer as the caller may see it: a network they may not read is as unknown
+    as a missing one, and components they may not read are left out."""
+    _check_network(cat, who, answer.get("network"))
+    components = cat.layers.get("components")
+    if components is not None and not can_read(who, components):
+        for part in (answer, answer.get("second_pass") or {}):
+            part.pop("components", None)
+    return answer
+
+
+def _start_allowed(cat: Catalog, who: Principal, start: StartModel, network: str | None) -> None:
+    _check_network(cat, who, network)
+    if start.point is not None and network is None and not _every_network_readable(cat, who):
+        raise InvalidParameter(
+            "name the network: a point is snapped to the nearest pipe of any network, and your "
+            "credentials do not cover every network"
+        )
 
 
 @router.get("", summary="The pipe networks")
-async def networks(conn: Conn) -> dict:
+async def networks(request: Request, conn: Conn, cat: Cat) -> dict:
     cur = await conn.execute(
         """
         SELECT n.name, n.title, n.utility, n.subclass, n.gravity, n.revision, n.updated_at,
@@ -87,7 +129,10 @@ async def networks(conn: Conn) -> dict:
         """
     )
     out = []
+    who = principal(request)
     for name, title, util, sub, gravity, rev, updated, segs, nodes in await cur.fetchall():
+        if not _readable(cat, who, name):
+            continue
         out.append(
             {
                 "name": name,
@@ -106,8 +151,11 @@ async def networks(conn: Conn) -> dict:
 
 
 @router.get("/{network}/topology", summary="Topology report of a network (checked now)")
-async def topology_report(network: str, conn: Conn, cache: Graphs) -> dict:
+async def topology_report(
+    network: str, request: Request, conn: Conn, cache: Graphs, cat: Cat
+) -> dict:
     check_network_name(network)
+    _check_network(cat, principal(request), network)
     g = await cache.get(conn, network)
     found = await topology.check_async(conn, network, g)
     return {
@@ -125,8 +173,13 @@ async def topology_report(network: str, conn: Conn, cache: Graphs) -> dict:
     "/{network}/topology",
     summary="Check a network again and refresh its rows in the pipe_findings layer",
 )
-async def refresh_topology(network: str, request: Request, conn: Conn, cache: Graphs) -> dict:
+async def refresh_topology(
+    network: str, request: Request, conn: Conn, cache: Graphs, cat: Cat
+) -> dict:
+    who = principal(request)
+    require_role(who, "editor")
     check_network_name(network)
+    _check_network(cat, who, network)
     g = await cache.get(conn, network)
     found = await topology.check_async(conn, network, g)
     async with conn.transaction():
@@ -139,26 +192,47 @@ async def refresh_topology(network: str, request: Request, conn: Conn, cache: Gr
             "UPDATE twin.layers SET feature_count = (SELECT count(*) FROM twin.pipe_findings), "
             "updated_at = now() WHERE name = 'pipe_findings'"
         )
+        await audit.record(conn, who, "topology.refresh", network, detail={"findings": len(found)})
     await request.app.state.catalog.cache.invalidate("pipe_findings")
     return {"network": network, "counts": topology.summary(found), "stored": len(found)}
 
 
 @router.post("/trace", summary="Trace upstream, downstream or everything connected")
-async def trace(body: TraceRequest, conn: Conn, cache: Graphs) -> dict:
-    return await analysis.trace(
+async def trace(body: TraceRequest, request: Request, conn: Conn, cache: Graphs, cat: Cat) -> dict:
+    who = principal(request)
+    _start_allowed(cat, who, body.start, body.network)
+    answer = await analysis.trace(
         conn, cache, body.start.model_dump(), body.direction.strip().lower(), body.network
     )
+    return _answer_for(cat, who, answer)
 
 
 @router.post("/isolate", summary="Burst isolation: the valves to close and who loses supply")
-async def isolate(body: IsolateRequest, conn: Conn, cache: Graphs) -> dict:
-    return await analysis.isolate(
+async def isolate(
+    body: IsolateRequest, request: Request, conn: Conn, cache: Graphs, cat: Cat
+) -> dict:
+    who = principal(request)
+    _start_allowed(cat, who, body.start, body.network)
+    answer = await analysis.isolate(
         conn, cache, body.start.model_dump(), body.network, body.inoperable, body.second_pass
     )
+    return _answer_for(cat, who, answer)
 
 
 @router.post("/conflicts", summary="Excavation check: pipes within a dig footprint and depth")
-async def conflicts(body: ConflictRequest, conn: Conn) -> dict:
+async def conflicts(body: ConflictRequest, request: Request, conn: Conn, cat: Cat) -> dict:
+    who = principal(request)
+    networks = body.networks
+    for name in networks or []:
+        _check_network(cat, who, name)
+    if networks is None and not _every_network_readable(cat, who):
+        networks = [
+            n.removesuffix("_pipes")
+            for n in cat.layers
+            if n.endswith("_pipes") and _readable(cat, who, n.removesuffix("_pipes"))
+        ]
+        if not networks:
+            raise NotFound("no pipe network you may read; see /pipelines")
     return await analysis.conflicts(
         conn,
         body.geometry,
@@ -166,5 +240,5 @@ async def conflicts(body: ConflictRequest, conn: Conn) -> dict:
         body.width_m,
         body.dig_depth_m,
         body.clearance_m,
-        body.networks,
+        networks,
     )

@@ -17,7 +17,8 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import connection, settings
+from api.deps import catalog, connection, principal, settings
+from layers.access import raster_readable, require_role
 from layers.rasters import render, stac, zonal
 from layers.rasters.catalog import (
     SCENE_COLUMNS,
@@ -28,11 +29,14 @@ from layers.rasters.catalog import (
     scene_from_row,
 )
 from tiles.mvt import check_tile
+from twin import audit
+from twin.auth import Principal
 from twin.crs import axis_ordered_to_wgs84, parse_crs
 from twin.errors import InvalidParameter, LimitExceeded, NotFound
 from twin.settings import Settings
 
 router = APIRouter(prefix="/raster", tags=["Remote sensing"])
+Who = Annotated[Principal, Depends(principal)]
 Conn = Annotated[psycopg.AsyncConnection, Depends(connection)]
 Cfg = Annotated[Settings, Depends(settings)]
 FORMATS = {"png": "image/png", "webp": "image/webp", "jpg": "image/jpeg"}
@@ -106,19 +110,28 @@ def _interval(text: str) -> tuple[datetime, datetime]:
     return lo, hi.replace(hour=23, minute=59, second=59) if len(parts[1]) == 10 else hi
 
 
-async def _collection_title(conn: Any, cid: str) -> str:
+async def _collection_title(conn: Any, cid: str, who: Principal) -> str:
+    """A collection the caller may read; any other is as unknown as a missing one."""
     if not SCENE_ID.fullmatch(cid):
         raise NotFound(UNKNOWN_SCENE)
-    cur = await conn.execute("SELECT title FROM twin.raster_collections WHERE id = %s", [cid])
+    cur = await conn.execute(
+        "SELECT title, read_role FROM twin.raster_collections WHERE id = %s", [cid]
+    )
     row = await cur.fetchone()
-    if row is None:
+    if row is None or not raster_readable(who, row[1], cid):
         raise NotFound(UNKNOWN_SCENE)
     return str(row[0])
 
 
-async def _mosaic_scenes(conn: Any, cid: str, interval: str | None) -> list[Scene]:
+async def _scene(conn: Any, scene_id: str, who: Principal) -> Scene:
+    scene = await get_scene(conn, scene_id)
+    await _collection_title(conn, scene.collection, who)
+    return scene
+
+
+async def _mosaic_scenes(conn: Any, cid: str, interval: str | None, who: Principal) -> list[Scene]:
     """A collection's scenes over a date range, newest first; none is a 404."""
-    await _collection_title(conn, cid)
+    await _collection_title(conn, cid, who)
     scenes = await _scenes(conn, cid, interval)
     if not scenes:
         raise NotFound(f"collection {cid} has no scenes in {interval or 'any time'}")
@@ -126,17 +139,19 @@ async def _mosaic_scenes(conn: Any, cid: str, interval: str | None) -> list[Scen
 
 
 @router.get("/collections", summary="Raster collections (STAC)")
-async def collections(request: Request, conn: Conn) -> dict:
-    cur = await conn.execute("SELECT id, title FROM twin.raster_collections ORDER BY id")
-    rows = await cur.fetchall()
+async def collections(request: Request, conn: Conn, who: Who) -> dict:
+    cur = await conn.execute("SELECT id, title, read_role FROM twin.raster_collections ORDER BY id")
+    rows = [
+        (cid, title) for cid, title, role in await cur.fetchall() if raster_readable(who, role, cid)
+    ]
     base = _base(request)
     out = [stac.collection(cid, title, await _scenes(conn, cid), base) for cid, title in rows]
     return {"collections": out, "links": [{"rel": "self", "href": f"{base}/raster/collections"}]}
 
 
 @router.get("/collections/{cid}", summary="A raster collection (STAC Collection)")
-async def collection(cid: str, request: Request, conn: Conn) -> dict:
-    title = await _collection_title(conn, cid)
+async def collection(cid: str, request: Request, conn: Conn, who: Who) -> dict:
+    title = await _collection_title(conn, cid, who)
     return stac.collection(cid, title, await _scenes(conn, cid), _base(request))
 
 
@@ -145,9 +160,10 @@ async def collection_items(
     cid: str,
     request: Request,
     conn: Conn,
+    who: Who,
     datetime_: Annotated[str | None, Query(alias="datetime")] = None,
 ) -> Response:
-    await _collection_title(conn, cid)
+    await _collection_title(conn, cid, who)
     base = _base(request)
     items = [stac.item(s, base) for s in await _scenes(conn, cid, datetime_)]
     body = {
@@ -160,14 +176,14 @@ async def collection_items(
 
 
 @router.get("/scenes/{scene_id}", summary="A scene (STAC Item)")
-async def scene_item(scene_id: str, request: Request, conn: Conn) -> Response:
-    scene = await get_scene(conn, scene_id)
+async def scene_item(scene_id: str, request: Request, conn: Conn, who: Who) -> Response:
+    scene = await _scene(conn, scene_id, who)
     return Response(json.dumps(stac.item(scene, _base(request))), media_type="application/geo+json")
 
 
 @router.get("/scenes/{scene_id}/data.tif", summary="The scene's Cloud Optimized GeoTIFF")
-async def scene_data(scene_id: str, conn: Conn) -> FileResponse:
-    scene = await get_scene(conn, scene_id)
+async def scene_data(scene_id: str, conn: Conn, who: Who) -> FileResponse:
+    scene = await _scene(conn, scene_id, who)
     return FileResponse(scene.cog_path, media_type="image/tiff", filename=f"{scene.id}.tif")
 
 
@@ -192,10 +208,11 @@ async def scene_tilejson(
     scene_id: str,
     request: Request,
     conn: Conn,
+    who: Who,
     cfg: Cfg,
     p: Annotated[StyleParams, Query()],
 ) -> dict:
-    scene = await get_scene(conn, scene_id)
+    scene = await _scene(conn, scene_id, who)
     _style(scene, p)  # refuse a bad style here, not on every tile
     url = f"{_base(request)}/raster/scenes/{scene.id}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png"
     return _tilejson(scene.id, url, scene.bbox, p.model_dump(), cfg)
@@ -213,12 +230,13 @@ async def scene_tile(
     tile: str,
     request: Request,
     conn: Conn,
+    who: Who,
     cfg: Cfg,
     p: Annotated[StyleParams, Query()],
 ) -> Response:
     y, fmt = _tile_name(tile)
     check_tile(z, x, y, cfg.tiles.tile_max_zoom)
-    scene = await get_scene(conn, scene_id)
+    scene = await _scene(conn, scene_id, who)
     style = _style(scene, p)
     data = await run_in_threadpool(
         render.tile, scene, z, x, y, style, fmt, cfg.rasters.raster_tile_size
@@ -234,11 +252,12 @@ async def mosaic_tilejson(
     cid: str,
     request: Request,
     conn: Conn,
+    who: Who,
     cfg: Cfg,
     p: Annotated[StyleParams, Query()],
     datetime_: Annotated[str | None, Query(alias="datetime")] = None,
 ) -> dict:
-    scenes = await _mosaic_scenes(conn, cid, datetime_)
+    scenes = await _mosaic_scenes(conn, cid, datetime_, who)
     _style(scenes[0], p)
     bbox = (
         min(s.bbox[0] for s in scenes),
@@ -262,13 +281,14 @@ async def mosaic_tile(
     tile: str,
     request: Request,
     conn: Conn,
+    who: Who,
     cfg: Cfg,
     p: Annotated[StyleParams, Query()],
     datetime_: Annotated[str | None, Query(alias="datetime")] = None,
 ) -> Response:
     y, fmt = _tile_name(tile)
     check_tile(z, x, y, cfg.tiles.tile_max_zoom)
-    scenes = await _mosaic_scenes(conn, cid, datetime_)
+    scenes = await _mosaic_scenes(conn, cid, datetime_, who)
     styles = {s.bands for s in scenes}
     if len(styles) > 1:
         raise InvalidParameter(f"the scenes of {cid} have different bands; tile one scene")
@@ -302,12 +322,13 @@ def _lonlat(x: float, y: float, crs: str | None) -> tuple[float, float]:
 async def scene_point(
     scene_id: str,
     conn: Conn,
+    who: Who,
     lon: Annotated[float, Query(description="x in crs (lon by default)")],
     lat: Annotated[float, Query(description="y in crs (lat by default)")],
     crs: str | None = None,
     expression: str | None = None,
 ) -> dict:
-    scene = await get_scene(conn, scene_id)
+    scene = await _scene(conn, scene_id, who)
     x, y = _lonlat(lon, lat, crs)
     values = await run_in_threadpool(render.point, scene, x, y, expression)
     return {"scene": scene.id, "lon": x, "lat": y, **values}
@@ -340,8 +361,8 @@ def _zones_of(geometry: dict, crs: str | None) -> gpd.GeoDataFrame:
 
 
 @router.post("/scenes/{scene_id}/zonal", summary="Zonal statistics of a posted polygon")
-async def zonal_polygon(scene_id: str, body: ZonalRequest, conn: Conn) -> dict:
-    scene = await get_scene(conn, scene_id)
+async def zonal_polygon(scene_id: str, body: ZonalRequest, conn: Conn, who: Who) -> dict:
+    scene = await _scene(conn, scene_id, who)
     zones = _zones_of(body.geometry, body.crs)
     rows = await run_in_threadpool(
         zonal.zonal_stats, scene, zones, "zone", body.band, body.expression
@@ -356,6 +377,7 @@ async def zonal_polygon(scene_id: str, body: ZonalRequest, conn: Conn) -> dict:
 async def zonal_grid(
     scene_id: str,
     conn: Conn,
+    who: Who,
     cfg: Cfg,
     level: Annotated[str, Query(description="district, street, community or unit")] = "unit",
     band: str | None = None,
@@ -366,7 +388,7 @@ async def zonal_grid(
         raise InvalidParameter(f"level {level!r}: one of {', '.join(LEVELS)}")
     if f not in ("json", "csv", "geojson"):
         raise InvalidParameter("f is json, csv or geojson")
-    scene = await get_scene(conn, scene_id)
+    scene = await _scene(conn, scene_id, who)
     cur = await conn.execute(
         "SELECT code, name, ST_AsBinary(geom) FROM twin.grid_cells WHERE level = %s "
         "AND valid_to IS NULL AND ST_Intersects(geom, ST_GeomFromGeoJSON(%s)) ORDER BY code",
@@ -426,16 +448,26 @@ class ChangeRequest(BaseModel):
     "/changes",
     summary="Detect changes between two scenes into the raster_changes layer",
 )
-async def detect(body: ChangeRequest, request: Request) -> dict:
+async def detect(body: ChangeRequest, request: Request, conn: Conn, who: Who) -> dict:
     from layers.rasters.changes import run_change_detection
     from twin import db
 
+    require_role(who, "editor")
+    for scene_id in (body.before, body.after):
+        await _scene(conn, scene_id, who)
     url = request.app.state.database_url
 
     def run() -> dict:
-        with db.connect(url) as conn:
-            summary = run_change_detection(conn, body.before, body.after, body.name)
-            conn.commit()
+        with db.connect(url) as sync:
+            summary = run_change_detection(sync, body.before, body.after, body.name)
+            audit.record_sync(
+                sync,
+                who,
+                "changes.detect",
+                summary.get("change_set") or body.name,
+                detail={"before": body.before, "after": body.after},
+            )
+            sync.commit()
             return summary
 
     summary = await run_in_threadpool(run)
@@ -450,11 +482,14 @@ async def detect(body: ChangeRequest, request: Request) -> dict:
 )
 async def changes_by_grid(
     name: str,
+    request: Request,
     conn: Conn,
+    who: Who,
     level: Annotated[str, Query(description="district, street, community or unit")] = "unit",
     every_cell: Annotated[bool, Query(alias="all", description="Cells without change too")] = False,
 ) -> dict:
     from layers.rasters.changes import grid_summary
 
+    (await catalog(request)).layer("raster_changes", who)  # unreadable: as unknown as missing
     cells = await grid_summary(conn, name, level, every_cell)
     return {"change_set": name, "level": level, "cells": cells}
