@@ -11,7 +11,8 @@ import psycopg
 from fastapi import Request
 from psycopg_pool import AsyncConnectionPool
 
-from layers.access import can_read
+from layers.access import can_read, raster_readable
+from layers.query.scope import EVERYTHING, Scope
 from layers.registry import Layer, list_layers_async
 from tiles.cache import NoCache, TileCache
 from tiles.composite import MapTiles, build_map_tiles
@@ -126,3 +127,32 @@ def access_level(request: Request) -> str:
 def principal(request: Request) -> Principal:
     """The caller, resolved once per request by the application-wide dependency."""
     return getattr(request.state, "principal", ANONYMOUS)
+
+
+async def query_scope(request: Request, conn: psycopg.AsyncConnection) -> Scope:
+    """What the caller's summaries and reports may draw on: the layers, pipe networks and
+    raster collections they may read."""
+    who = principal(request)
+    if who.role == "admin":
+        return EVERYTHING
+    cat = await catalog(request)
+
+    def readable(name: str) -> bool:
+        layer = cat.layers.get(name)
+        return layer is None or can_read(who, layer)
+
+    cur = await conn.execute("SELECT name FROM twin.pipe_networks ORDER BY name")
+    networks = [r[0] for r in await cur.fetchall()]
+    nets = [n for n in networks if readable(f"{n}_pipes")]
+    cur = await conn.execute("SELECT id, read_role FROM twin.raster_collections ORDER BY id")
+    collections = await cur.fetchall()
+    cols = [cid for cid, role in collections if raster_readable(who, role, cid)]
+    cfg: Settings = request.app.state.settings
+    return Scope(
+        components=readable("components"),
+        buildings=readable(cfg.query.buildings_layer),
+        unit_grids=readable("grid_unit"),
+        changes=readable("raster_changes"),
+        networks=None if len(nets) == len(networks) else tuple(nets),
+        rasters=None if len(cols) == len(collections) else tuple(cols),
+    )

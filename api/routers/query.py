@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import connection, settings
+from api.deps import connection, query_scope, settings
 from layers.query import service
 from layers.query.plan import run_async
 from twin.settings import Settings
@@ -40,12 +40,14 @@ class BufferRequest(BaseModel):
 
 
 @router.post("/within", summary="What is inside a polygon or a grid cell")
-async def within(body: WithinRequest, conn: Conn, cfg: Cfg) -> dict:
-    plan = service.within(cfg.query, body.geometry, body.grid, body.crs)
+async def within(body: WithinRequest, request: Request, conn: Conn, cfg: Cfg) -> dict:
+    scope = await query_scope(request, conn)
+    plan = service.within(cfg.query, body.geometry, body.grid, body.crs, scope)
     return await run_async(conn, plan)
 
 
 @router.post("/buffer", summary="What is within a distance of a geometry, and the buffer")
-async def buffer(body: BufferRequest, conn: Conn, cfg: Cfg) -> dict:
-    plan = service.near(cfg.query, body.geometry, body.distance_m, body.crs)
+async def buffer(body: BufferRequest, request: Request, conn: Conn, cfg: Cfg) -> dict:
+    scope = await query_scope(request, conn)
+    plan = service.near(cfg.query, body.geometry, body.distance_m, body.crs, scope)
     return await run_async(conn, plan)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import psycopg
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import connection, settings
+from api.deps import connection, query_scope, settings
 from grid.report import MEDIA_TYPES, check_format, check_level, file_name
 from grid.report.data import collect
 from grid.report.render import render
@@ -29,13 +29,15 @@ Cfg = Annotated[Settings, Depends(settings)]
 async def report(
     level: str,
     code: str,
+    request: Request,
     conn: Conn,
     cfg: Cfg,
     format: Annotated[str, Query(description="html, pdf, csv or xlsx")] = "html",
 ) -> Response:
     grid_level = check_level(level)
     fmt = check_format(format)
-    data = await run_async(conn, collect(grid_level, code, cfg.query))
+    scope = await query_scope(request, conn)
+    data = await run_async(conn, collect(grid_level, code, cfg.query, scope))
     body = await run_in_threadpool(render, data, fmt)
     name = file_name(grid_level, data.cell["code"], fmt)
     disposition = "inline" if fmt == "html" else "attachment"

@@ -12,6 +12,7 @@ from psycopg import sql
 
 from layers.query.area import Area, grid_area, to_metric
 from layers.query.plan import Plan, Query
+from layers.query.scope import EVERYTHING, Scope
 from layers.query.sql import LAYER_SQL
 from layers.query.summary import summarise
 from twin.settings import QuerySettings
@@ -34,7 +35,7 @@ MAP_SQL = {
         WHERE level = 'unit' AND valid_to IS NULL
           AND ST_Intersects(geom, ST_MakeEnvelope(%(w)s, %(s)s, %(e)s, %(n)s, 4326))""",
     "pipes": """SELECT utility, ST_AsBinary(geom) FROM twin.pipe_segments
-        WHERE deleted_at IS NULL
+        WHERE deleted_at IS NULL AND (%(nets)s::text[] IS NULL OR network = ANY(%(nets)s))
           AND ST_Intersects(geom, ST_MakeEnvelope(%(w)s, %(s)s, %(e)s, %(n)s, 4326))""",
     "components": """SELECT status, ST_AsBinary(geom) FROM twin.components_current
         WHERE ST_Intersects(geom, ST_MakeEnvelope(%(w)s, %(s)s, %(e)s, %(n)s, 4326))""",
@@ -65,20 +66,29 @@ class ReportData:
     generated: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
 
-def collect(level: str, code: str, settings: QuerySettings) -> Plan[ReportData]:
-    """The cell, its parents, the area summary and the map's layers."""
+def collect(
+    level: str, code: str, settings: QuerySettings, scope: Scope = EVERYTHING
+) -> Plan[ReportData]:
+    """The cell, its parents, the area summary and the map's layers (what ``scope`` withholds
+    is not drawn)."""
     area = yield from grid_area(code, level)
     assert area.grid is not None
     chain_rows = yield Query(CHAIN_SQL, {"code": area.grid["code"]}, "parent areas")
     chain = [{"level": lv, "code": c, "name": n} for lv, c, n in chain_rows]
-    summary = yield from summarise(area, settings)
+    summary = yield from summarise(area, settings, scope)
     data = ReportData(level, area.grid, chain, area, summary)
     data.outline = to_metric(area.shape, area.metric_epsg)
     box = _map_box(area)
+    shown = {"unit_grids": scope.unit_grids, "pipes": True, "components": scope.components}
     for name, statement in MAP_SQL.items():
-        rows = yield Query(statement, box, f"map: {name.replace('_', ' ')}")
+        rows = []
+        if shown[name]:
+            params = box | {"nets": scope.network_list}
+            rows = yield Query(statement, params, f"map: {name.replace('_', ' ')}")
         data.layers[name] = _map_layer(rows, area.metric_epsg)
-    rows = yield from _building_rows(settings.buildings_layer, box)
+    rows = []
+    if scope.buildings:
+        rows = yield from _building_rows(settings.buildings_layer, box)
     data.layers["buildings"] = _map_layer(rows, area.metric_epsg)
     return data
 

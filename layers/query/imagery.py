@@ -11,6 +11,7 @@ import geopandas as gpd
 from layers.query import sql as q
 from layers.query.area import Area
 from layers.query.plan import Compute, Plan, Query
+from layers.query.scope import EVERYTHING, Scope
 from layers.rasters import zonal
 from layers.rasters.catalog import SCENE_COLUMNS, Scene, scene_from_row
 from twin.errors import NotFound
@@ -48,8 +49,8 @@ def _scene_entry(scene: Scene, stats: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def imagery_summary(area: Area) -> Plan[dict[str, Any]]:
-    rows = yield Query(q.SCENES_SQL, {"g": area.wkb}, "imagery")
+def imagery_summary(area: Area, scope: Scope = EVERYTHING) -> Plan[dict[str, Any]]:
+    rows = yield Query(q.SCENES_SQL, {"g": area.wkb, "cols": scope.raster_list}, "imagery")
     ids = [r[0] for r in rows]
     scenes: list[dict[str, Any]] = []
     if ids:
@@ -59,7 +60,9 @@ def imagery_summary(area: Area) -> Plan[dict[str, Any]]:
             scene = by_id[sid]
             stats = yield Compute(partial(index_stats, scene, area), f"zonal statistics {sid}")
             scenes.append(_scene_entry(scene, stats))
-    rows = yield Query(q.CHANGES_SQL, {"g": area.wkb}, "imagery changes")
+    rows = []
+    if scope.changes:
+        rows = yield Query(q.CHANGES_SQL, {"g": area.wkb}, "imagery changes")
     changes = [
         {
             "change_set": cset,

@@ -9,13 +9,18 @@ import shapely
 
 from layers.query.area import buffer_area, grid_area, polygon_area
 from layers.query.plan import Plan
+from layers.query.scope import EVERYTHING, Scope
 from layers.query.summary import summarise
 from twin.errors import InvalidParameter
 from twin.settings import QuerySettings
 
 
 def within(
-    settings: QuerySettings, geometry: Any = None, grid: str | None = None, crs: str | None = None
+    settings: QuerySettings,
+    geometry: Any = None,
+    grid: str | None = None,
+    crs: str | None = None,
+    scope: Scope = EVERYTHING,
 ) -> Plan[dict[str, Any]]:
     """Summary of a posted polygon, or of a grid cell of any level named by its code."""
     if (geometry is None) == (grid is None):
@@ -29,11 +34,15 @@ def within(
         area = yield from grid_area(grid)
     else:
         area = polygon_area(geometry, crs, settings.query_max_area_km2)
-    return (yield from summarise(area, settings))
+    return (yield from summarise(area, settings, scope))
 
 
 def near(
-    settings: QuerySettings, geometry: Any, distance_m: float, crs: str | None = None
+    settings: QuerySettings,
+    geometry: Any,
+    distance_m: float,
+    crs: str | None = None,
+    scope: Scope = EVERYTHING,
 ) -> Plan[dict[str, Any]]:
     """Summary of the buffer of any geometry, with the buffer polygon as GeoJSON (CRS84)."""
     area = buffer_area(
@@ -43,6 +52,6 @@ def near(
         settings.query_max_buffer_m,
         settings.query_max_area_km2,
     )
-    out = yield from summarise(area, settings)
+    out = yield from summarise(area, settings, scope)
     out["buffer"] = json.loads(shapely.to_geojson(shapely.set_precision(area.shape, 1e-7)))
     return out

@@ -24,7 +24,8 @@ p AS (
            CASE WHEN ST_CoveredBy(s.geom, a.g) THEN s.geom
                 ELSE ST_Intersection(s.geom, a.g) END AS part
     FROM twin.pipe_segments s, a
-    WHERE s.deleted_at IS NULL AND ST_Intersects(s.geom, a.g))
+    WHERE s.deleted_at IS NULL AND ST_Intersects(s.geom, a.g)
+      AND (%(nets)s::text[] IS NULL OR s.network = ANY(%(nets)s)))
 SELECT utility, subclass, material, (year_laid / 10) * 10 AS decade, count(*),
        coalesce(sum(ST_Length(part::geography)), 0)
 FROM p
@@ -88,6 +89,7 @@ SCENES_SQL = """WITH a AS (SELECT ST_GeomFromWKB(%(g)s, 4326) AS g),
 newest AS (
     SELECT s.id, s.collection, s.datetime FROM twin.raster_scenes s, a
     WHERE ST_Intersects(s.footprint, a.g)
+      AND (%(cols)s::text[] IS NULL OR s.collection = ANY(%(cols)s))
     ORDER BY s.datetime DESC, s.id LIMIT 1)
 SELECT s.id FROM twin.raster_scenes s, a, newest n
 WHERE ST_Intersects(s.footprint, a.g) AND s.collection = n.collection

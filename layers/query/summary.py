@@ -11,27 +11,49 @@ from layers.query import imagery
 from layers.query import sql as q
 from layers.query.area import Area
 from layers.query.plan import Plan, Query
+from layers.query.scope import EVERYTHING, WITHHELD, Scope
 from twin.settings import QuerySettings
 
 SLIVER_M2 = 1.0  # a unit grid overlapping the area by less is a shared edge, not a cell inside
 UNKNOWN = "unknown"
 
 
-def summarise(area: Area, settings: QuerySettings) -> Plan[dict[str, Any]]:
-    """The whole summary of an area, in the order a planner reads it."""
+def summarise(
+    area: Area, settings: QuerySettings, scope: Scope = EVERYTHING
+) -> Plan[dict[str, Any]]:
+    """The whole summary of an area, in the order a planner reads it. What ``scope`` withholds
+    is counted over nothing and marked ``withheld``."""
     params = {"g": area.wkb}
     out: dict[str, Any] = {"area": area.describe()}
-    rows = yield Query(q.COMPONENTS_SQL, params, "counting components")
-    out["components"] = components_summary(rows)
-    rows = yield Query(q.PIPES_SQL, params, "measuring pipes")
+    rows = []
+    if scope.components:
+        rows = yield Query(q.COMPONENTS_SQL, params, "counting components")
+    out["components"] = _mark(components_summary(rows), scope.components)
+    rows = yield Query(q.PIPES_SQL, params | {"nets": scope.network_list}, "measuring pipes")
     out["pipes"] = pipes_summary(rows)
-    rows = yield Query(
-        q.UNIT_GRIDS_SQL, params | {"sliver": SLIVER_M2, "area": area.area_m2}, "unit grids"
-    )
-    out["unit_grids"] = unit_grids_summary(rows)
-    out["buildings"] = yield from buildings_summary(area, settings.buildings_layer)
-    out["imagery"] = yield from imagery.imagery_summary(area)
+    if scope.networks is not None:
+        out["pipes"]["networks"] = list(scope.networks)
+    rows = []
+    if scope.unit_grids:
+        rows = yield Query(
+            q.UNIT_GRIDS_SQL, params | {"sliver": SLIVER_M2, "area": area.area_m2}, "unit grids"
+        )
+    out["unit_grids"] = _mark(unit_grids_summary(rows), scope.unit_grids)
+    if scope.buildings:
+        out["buildings"] = yield from buildings_summary(area, settings.buildings_layer)
+    else:
+        out["buildings"] = {
+            "available": False,
+            "layer": settings.buildings_layer,
+            "reason": WITHHELD,
+            "withheld": True,
+        }
+    out["imagery"] = yield from imagery.imagery_summary(area, scope)
     return out
+
+
+def _mark(section: dict[str, Any], readable: bool) -> dict[str, Any]:
+    return section if readable else section | {"withheld": True, "note": WITHHELD}
 
 
 # --- components ----------------------------------------------------------------------------
