@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import psycopg
@@ -156,3 +156,21 @@ async def query_scope(request: Request, conn: psycopg.AsyncConnection) -> Scope:
         networks=None if len(nets) == len(networks) else tuple(nets),
         rasters=None if len(cols) == len(collections) else tuple(cols),
     )
+
+
+def needs(role: str) -> Callable[[Request], Principal]:
+    """A route dependency: the caller must have ``role`` (401 anonymous, 403 too low). As a
+    dependency it runs before the body is read, so a refused caller learns nothing else."""
+    from layers.access import require_role
+
+    def check(request: Request) -> Principal:
+        who = principal(request)
+        require_role(who, role)
+        return who
+
+    return check
+
+
+# Marks a POST route that reads only (a query); every other POST/PUT/PATCH/DELETE writes and
+# needs credentials. The contract tests walk the OpenAPI document with it.
+READ_ONLY = {"x-citytwin-read-only": True}

@@ -105,20 +105,27 @@ def create_key(
     layers: list[str] | None = None,
     expires_at: datetime | None = None,
 ) -> NewKey:
-    check_role(role)
+    key, digest = new_key()
+    conn.execute(
+        INSERT_KEY, [key.id, digest, name, check_role(role), department, layers, expires_at]
+    )
+    return key
+
+
+INSERT_KEY = (
+    "INSERT INTO twin.api_keys (id, secret_hash, name, role, department, layers, expires_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+def new_key() -> tuple[NewKey, str]:
+    """A fresh key and the hash of its secret, the only part stored."""
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
-    conn.execute(
-        "INSERT INTO twin.api_keys (id, secret_hash, name, role, department, layers, expires_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        [key_id, _hash(secret), name, role, department, layers, expires_at],
-    )
-    return NewKey(key_id, f"{KEY_PREFIX}{key_id}_{secret}")
+    return NewKey(key_id, f"{KEY_PREFIX}{key_id}_{secret}"), _hash(secret)
 
 
-KEY_COLUMNS = (
-    "id, name, role, department, layers, created_at, expires_at, revoked_at, last_used_at"
-)
+KEY_COLUMNS = "id, name, role, department, layers, created_at, expires_at, revoked_at, last_used_at"
 
 
 def list_keys(conn: psycopg.Connection) -> list[dict[str, Any]]:

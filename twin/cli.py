@@ -20,6 +20,7 @@ from rich.table import Table
 from twin import db, migrate
 from twin.cli_components import components_app
 from twin.cli_grid import grid_app
+from twin.cli_keys import keys_app
 from twin.cli_pipelines import pipelines_app
 from twin.cli_raster import raster_app
 from twin.cli_report import report
@@ -39,6 +40,7 @@ app.add_typer(grid_app, name="grid")
 app.add_typer(components_app, name="components")
 app.add_typer(pipelines_app, name="pipelines")
 app.add_typer(raster_app, name="raster")
+app.add_typer(keys_app, name="keys")
 app.command("report")(report)
 
 console = Console(stderr=True)
@@ -272,6 +274,47 @@ def layers_drop(name: Annotated[str, typer.Argument(help="Layer to remove")]) ->
     except TwinError as exc:
         _fail(exc)
     console.print(f"dropped layer {name}")
+
+
+@layers_app.command("access")
+def layers_access(
+    name: Annotated[str, typer.Argument(help="The layer")],
+    read: Annotated[str | None, typer.Option(help="public, viewer, editor or admin")] = None,
+    edit: Annotated[str | None, typer.Option(help="editor or admin")] = None,
+    department: Annotated[
+        str | None, typer.Option(help="Only this department's editors edit it")
+    ] = None,
+    no_department: Annotated[bool, typer.Option(help="Any editor may edit it again")] = False,
+) -> None:
+    """Who may read and edit a layer (shown when no option is given)."""
+    from layers.registry import set_access
+    from twin import audit
+
+    try:
+        with db.connect(_url(Settings())) as conn:
+            migrate.migrate(conn)
+            layer = set_access(
+                conn,
+                name,
+                read_role=read,
+                edit_role=edit,
+                department=department,
+                clear_department=no_department,
+            )
+            if read or edit or department or no_department:
+                detail = {
+                    "read_role": layer.read_role,
+                    "edit_role": layer.edit_role,
+                    "department": layer.department,
+                }
+                audit.record_sync(conn, audit.cli_principal(), "layer.access", name, detail=detail)
+            conn.commit()
+    except TwinError as exc:
+        _fail(exc)
+    owner = f", edited by department {layer.department} only" if layer.department else ""
+    console.print(
+        f"{name}: read by {layer.read_role} and above, edited by {layer.edit_role}{owner}"
+    )
 
 
 # --- sample city --------------------------------------------------------------------------------

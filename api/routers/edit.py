@@ -12,7 +12,7 @@ import psycopg
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from psycopg.rows import dict_row
 
-from api.deps import Catalog, catalog, connection, principal, settings
+from api.deps import Catalog, catalog, connection, needs, principal, settings
 from grid import edit as grid_edit
 from layers import versioned
 from layers.access import check_component_rows, check_edit, require_role
@@ -169,6 +169,7 @@ async def _update(
     "/collections/{collectionId}/items",
     status_code=201,
     summary="Add a component (its code is generated when absent)",
+    dependencies=[Depends(needs("editor"))],
 )
 async def create_item(
     request: Request,
@@ -192,7 +193,11 @@ async def create_item(
     return _done(201, collection_id, done.fid, done.version, request)
 
 
-@router.put("/collections/{collectionId}/items/{featureId}", summary="Replace a feature")
+@router.put(
+    "/collections/{collectionId}/items/{featureId}",
+    summary="Replace a feature",
+    dependencies=[Depends(needs("editor"))],
+)
 async def replace_item(
     request: Request,
     collection_id: CollectionId,
@@ -213,6 +218,7 @@ async def replace_item(
 @router.patch(
     "/collections/{collectionId}/items/{featureId}",
     summary="Change some properties or the geometry of a feature",
+    dependencies=[Depends(needs("editor"))],
 )
 async def patch_item(
     request: Request,
@@ -232,6 +238,7 @@ async def patch_item(
 @router.delete(
     "/collections/{collectionId}/items/{featureId}",
     summary="Delete a component or retire a grid cell (both can be restored)",
+    dependencies=[Depends(needs("editor"))],
 )
 async def delete_item(
     request: Request,
@@ -274,6 +281,7 @@ async def item_history(
 @router.post(
     "/collections/{collectionId}/items/{featureId}/restore",
     summary="Undelete a feature, or bring back one of its prior versions",
+    dependencies=[Depends(needs("editor"))],
 )
 async def restore_item(
     request: Request,

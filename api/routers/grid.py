@@ -14,7 +14,7 @@ import pyarrow.csv as pacsv
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from api.deps import Catalog, catalog, connection, principal
+from api.deps import READ_ONLY, Catalog, catalog, connection, principal
 from grid import discrete
 from grid import stats as grid_stats_mod
 from grid.beidou import level_of
@@ -110,6 +110,7 @@ def _feature(fid: str, geom: Any, props: dict) -> Response:
     summary="Locate many points (CSV with lon/lat columns, or a GeoJSON FeatureCollection)",
     response_class=Response,
     responses={200: {"content": {"text/csv": {}, "application/geo+json": {}}}},
+    openapi_extra=READ_ONLY,
 )
 async def locate_many(
     request: Request,

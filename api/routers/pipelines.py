@@ -8,7 +8,7 @@ import psycopg
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Catalog, catalog, connection, principal
+from api.deps import READ_ONLY, Catalog, catalog, connection, needs, principal
 from layers.access import can_read, require_role
 from layers.pipelines import analysis, topology
 from layers.pipelines.graph import GraphCache
@@ -172,6 +172,7 @@ async def topology_report(
 @router.post(
     "/{network}/topology",
     summary="Check a network again and refresh its rows in the pipe_findings layer",
+    dependencies=[Depends(needs("editor"))],
 )
 async def refresh_topology(
     network: str, request: Request, conn: Conn, cache: Graphs, cat: Cat
@@ -197,7 +198,11 @@ async def refresh_topology(
     return {"network": network, "counts": topology.summary(found), "stored": len(found)}
 
 
-@router.post("/trace", summary="Trace upstream, downstream or everything connected")
+@router.post(
+    "/trace",
+    summary="Trace upstream, downstream or everything connected",
+    openapi_extra=READ_ONLY,
+)
 async def trace(body: TraceRequest, request: Request, conn: Conn, cache: Graphs, cat: Cat) -> dict:
     who = principal(request)
     _start_allowed(cat, who, body.start, body.network)
@@ -207,7 +212,11 @@ async def trace(body: TraceRequest, request: Request, conn: Conn, cache: Graphs,
     return _answer_for(cat, who, answer)
 
 
-@router.post("/isolate", summary="Burst isolation: the valves to close and who loses supply")
+@router.post(
+    "/isolate",
+    summary="Burst isolation: the valves to close and who loses supply",
+    openapi_extra=READ_ONLY,
+)
 async def isolate(
     body: IsolateRequest, request: Request, conn: Conn, cache: Graphs, cat: Cat
 ) -> dict:
@@ -219,7 +228,11 @@ async def isolate(
     return _answer_for(cat, who, answer)
 
 
-@router.post("/conflicts", summary="Excavation check: pipes within a dig footprint and depth")
+@router.post(
+    "/conflicts",
+    summary="Excavation check: pipes within a dig footprint and depth",
+    openapi_extra=READ_ONLY,
+)
 async def conflicts(body: ConflictRequest, request: Request, conn: Conn, cat: Cat) -> dict:
     who = principal(request)
     networks = body.networks

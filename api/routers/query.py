@@ -8,7 +8,7 @@ import psycopg
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import connection, query_scope, settings
+from api.deps import READ_ONLY, connection, query_scope, settings
 from layers.query import service
 from layers.query.plan import run_async
 from twin.settings import Settings
@@ -39,14 +39,18 @@ class BufferRequest(BaseModel):
     crs: str | None = Field(None, description=CRS_HELP)
 
 
-@router.post("/within", summary="What is inside a polygon or a grid cell")
+@router.post("/within", summary="What is inside a polygon or a grid cell", openapi_extra=READ_ONLY)
 async def within(body: WithinRequest, request: Request, conn: Conn, cfg: Cfg) -> dict:
     scope = await query_scope(request, conn)
     plan = service.within(cfg.query, body.geometry, body.grid, body.crs, scope)
     return await run_async(conn, plan)
 
 
-@router.post("/buffer", summary="What is within a distance of a geometry, and the buffer")
+@router.post(
+    "/buffer",
+    summary="What is within a distance of a geometry, and the buffer",
+    openapi_extra=READ_ONLY,
+)
 async def buffer(body: BufferRequest, request: Request, conn: Conn, cfg: Cfg) -> dict:
     scope = await query_scope(request, conn)
     plan = service.near(cfg.query, body.geometry, body.distance_m, body.crs, scope)

@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import catalog, connection, principal, settings
+from api.deps import READ_ONLY, catalog, connection, needs, principal, settings
 from layers.access import raster_readable, require_role
 from layers.rasters import render, stac, zonal
 from layers.rasters.catalog import (
@@ -360,7 +360,11 @@ def _zones_of(geometry: dict, crs: str | None) -> gpd.GeoDataFrame:
     return frame
 
 
-@router.post("/scenes/{scene_id}/zonal", summary="Zonal statistics of a posted polygon")
+@router.post(
+    "/scenes/{scene_id}/zonal",
+    summary="Zonal statistics of a posted polygon",
+    openapi_extra=READ_ONLY,
+)
 async def zonal_polygon(scene_id: str, body: ZonalRequest, conn: Conn, who: Who) -> dict:
     scene = await _scene(conn, scene_id, who)
     zones = _zones_of(body.geometry, body.crs)
@@ -447,6 +451,7 @@ class ChangeRequest(BaseModel):
 @router.post(
     "/changes",
     summary="Detect changes between two scenes into the raster_changes layer",
+    dependencies=[Depends(needs("editor"))],
 )
 async def detect(body: ChangeRequest, request: Request, conn: Conn, who: Who) -> dict:
     from layers.rasters.changes import run_change_detection

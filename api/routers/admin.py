@@ -1,0 +1,174 @@
+"""Administration over HTTP (admins only): API keys, layer and imagery access, the audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import Catalog, catalog, connection, needs, principal
+from layers.access import require_role
+from layers.registry import Layer
+from twin import audit
+from twin.auth import INSERT_KEY, KEY_COLUMNS, KEY_ROLES, Principal, check_role, new_key
+from twin.errors import InvalidParameter, NotFound
+
+router = APIRouter(
+    prefix="/admin", tags=["Administration"], dependencies=[Depends(needs("admin"))]
+)
+Conn = Annotated[psycopg.AsyncConnection, Depends(connection)]
+
+
+def admin(request: Request) -> Principal:
+    who = principal(request)
+    require_role(who, "admin")
+    return who
+
+
+Admin = Annotated[Principal, Depends(admin)]
+
+
+class KeyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: str = Field(description=f"One of {', '.join(KEY_ROLES)}")
+    name: str = Field("", max_length=200, description="Who or what the key is for")
+    department: str | None = Field(None, max_length=200, description="Editors: 主管/养护 unit")
+    layers: list[str] | None = Field(
+        None, max_length=1000, description="Only these layers (raster:<id> for imagery)"
+    )
+    expires_at: datetime | None = None
+
+
+class AccessRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    read_role: str | None = Field(None, description="public, viewer, editor or admin")
+    edit_role: str | None = Field(None, description="editor or admin")
+    department: str | None = Field(None, description="Department that alone edits the layer")
+    clear_department: bool = False
+
+
+class RasterAccessRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    read_role: str = Field(description="public, viewer, editor or admin")
+
+
+def _key_doc(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+
+
+@router.get("/keys", summary="API keys (never their secrets)")
+async def list_keys(conn: Conn, who: Admin) -> dict:
+    from psycopg.rows import dict_row
+
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"SELECT {KEY_COLUMNS} FROM twin.api_keys ORDER BY created_at")  # noqa: S608
+        return {"keys": [_key_doc(r) for r in await cur.fetchall()]}
+
+
+@router.post("/keys", status_code=201, summary="Create an API key; its token is shown only now")
+async def create_key(body: KeyRequest, conn: Conn, who: Admin) -> dict:
+    check_role(body.role)
+    key, digest = new_key()
+    async with conn.transaction():
+        await conn.execute(
+            INSERT_KEY,
+            [key.id, digest, body.name, body.role, body.department, body.layers, body.expires_at],
+        )
+        detail = {"role": body.role, "department": body.department, "layers": body.layers}
+        await audit.record(conn, who, "key.create", key.id, detail=detail)
+    return {"id": key.id, "token": key.token, "role": body.role}
+
+
+@router.delete("/keys/{keyId}", status_code=204, summary="Revoke an API key at once")
+async def revoke_key(
+    request: Request, key_id: Annotated[str, Path(alias="keyId")], conn: Conn, who: Admin
+) -> None:
+    async with conn.transaction():
+        cur = await conn.execute(
+            "UPDATE twin.api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s "
+            "RETURNING id",
+            [key_id],
+        )
+        if await cur.fetchone() is None:
+            raise NotFound(f"no API key with id {key_id!r}")
+        await audit.record(conn, who, "key.revoke", key_id)
+    request.app.state.authenticator.forget_keys()
+
+
+async def _layer(request: Request, name: str) -> Layer:
+    cat: Catalog = await catalog(request)
+    if name not in cat.layers:
+        raise NotFound(f"no collection named {name!r}; see /collections")
+    return cat.layers[name]
+
+
+@router.put("/layers/{collectionId}/access", summary="Who may read and edit a layer")
+async def layer_access(
+    request: Request,
+    name: Annotated[str, Path(alias="collectionId")],
+    body: AccessRequest,
+    conn: Conn,
+    who: Admin,
+) -> dict:
+    await _layer(request, name)
+    if body.read_role is not None:
+        check_role(body.read_role, ("public", "viewer", "editor", "admin"))
+    if body.edit_role is not None:
+        check_role(body.edit_role, ("editor", "admin"))
+    async with conn.transaction():
+        cur = await conn.execute(
+            """
+            UPDATE twin.layers SET read_role = coalesce(%s, read_role),
+                   edit_role = coalesce(%s, edit_role),
+                   department = CASE WHEN %s THEN NULL ELSE coalesce(%s, department) END
+            WHERE name = %s RETURNING read_role, edit_role, department
+            """,
+            [body.read_role, body.edit_role, body.clear_department, body.department, name],
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        doc = {"read_role": row[0], "edit_role": row[1], "department": row[2]}
+        await audit.record(conn, who, "layer.access", name, detail=doc)
+    cat: Catalog = request.app.state.catalog
+    await cat.refresh(conn, force=True)
+    return {"collection": name, **doc}
+
+
+@router.put("/raster/{collectionId}/access", summary="Who may read a raster collection")
+async def raster_access(
+    cid: Annotated[str, Path(alias="collectionId")],
+    body: RasterAccessRequest,
+    conn: Conn,
+    who: Admin,
+) -> dict:
+    check_role(body.read_role, ("public", "viewer", "editor", "admin"))
+    async with conn.transaction():
+        cur = await conn.execute(
+            "UPDATE twin.raster_collections SET read_role = %s WHERE id = %s RETURNING id",
+            [body.read_role, cid],
+        )
+        if await cur.fetchone() is None:
+            raise NotFound(f"no raster collection {cid!r}")
+        await audit.record(conn, who, "raster.access", cid, detail={"read_role": body.read_role})
+    return {"collection": cid, "read_role": body.read_role}
+
+
+@router.get("/audit", summary="The audit log, newest first")
+async def audit_log(
+    conn: Conn,
+    who: Admin,
+    actor: Annotated[str | None, Query(description="e.g. key:1a2b3c4d5e6f")] = None,
+    target: Annotated[str | None, Query(description="A collection, key id or network")] = None,
+    action: Annotated[str | None, Query(description="create, patch, delete, key.create...")] = None,
+    since: Annotated[datetime | None, Query(description="ISO 8601 time")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict:
+    if since is not None and since.tzinfo is None:
+        raise InvalidParameter("since needs a time zone, e.g. 2026-11-22T08:00:00Z")
+    rows = await audit.query(
+        conn, actor=actor, target=target, action=action, since=since, limit=limit
+    )
+    return {"entries": [_key_doc(r) for r in rows]}
