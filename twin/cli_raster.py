@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from twin import db
-from twin.errors import TwinError
+from twin.errors import NotFound, TwinError
 from twin.settings import Settings
 
 raster_app = typer.Typer(help="Remote sensing: register scenes, list them, detect changes")
@@ -119,3 +119,31 @@ def changes(
         )
         + f" in {summary['seconds']:.1f} s (layer raster_changes)"
     )
+
+
+@raster_app.command("access")
+def access(
+    collection: Annotated[str, typer.Argument(help="Raster collection id")],
+    read: Annotated[str, typer.Option(help="public, viewer, editor or admin")],
+) -> None:
+    """Who may read a raster collection's scenes, tiles and files."""
+    from twin import audit
+    from twin.auth import ROLES, check_role
+
+    try:
+        check_role(read, ROLES)
+        with db.connect(db.database_url(Settings().db, start=True)) as conn:
+            row = conn.execute(
+                "UPDATE twin.raster_collections SET read_role = %s WHERE id = %s RETURNING id",
+                [read, collection],
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no raster collection {collection!r}; see twin raster list")
+            detail = {"read_role": read}
+            audit.record_sync(
+                conn, audit.cli_principal(), "raster.access", collection, detail=detail
+            )
+            conn.commit()
+    except TwinError as exc:
+        _fail(exc)
+    console.print(f"{collection}: read by {read} and above")
