@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+VIEWER = Path(__file__).resolve().parents[1] / "api" / "static" / "viewer"
 
 
 def test_browsers_get_the_viewer_at_the_root(client):
@@ -14,9 +17,24 @@ def test_browsers_get_the_viewer_at_the_root(client):
 
 def test_viewer_references_nothing_outside_the_server(client):
     page = client.get("/viewer").text
-    script = client.get("/viewer/static/viewer.js").text
-    for text in (page, script):
+    texts = [page]
+    for path in sorted(VIEWER.iterdir()):
+        if path.suffix in (".js", ".css"):
+            r = client.get(f"/viewer/static/{path.name}")
+            assert r.status_code == 200, path.name
+            texts.append(r.text)
+    assert len(texts) > 3  # the page, its modules and its style sheet
+    for text in texts:
         assert not re.search(r"https?://(?!127\.0\.0\.1|localhost)", text)
+        assert "@import" not in text and "url(" not in text.replace("data:", "")
+
+
+def test_viewer_modules_import_only_files_beside_them(client):
+    """The page's modules load each other by plain name from the viewer folder."""
+    for path in sorted(VIEWER.glob("*.js")):
+        for target in re.findall(r"^import .* from '([^']+)';", path.read_text(), re.M):
+            assert re.fullmatch(r"\./[a-z]+\.js", target), (path.name, target)
+            assert client.get(f"/viewer/static/{target[2:]}").status_code == 200
 
 
 def test_maplibre_is_served_from_the_npm_package(client):

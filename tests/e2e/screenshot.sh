@@ -4,13 +4,15 @@
 #
 #   tests/e2e/screenshot.sh [URL] [OUTPUT.png]
 #   tests/e2e/screenshot.sh http://127.0.0.1:8000/viewer /tmp/viewer.png
-#   tests/e2e/screenshot.sh 'http://127.0.0.1:8000/viewer#16/31.75/116.5' /tmp/z16.png
-#   CLICK=116.5,31.75 tests/e2e/screenshot.sh 'http://127.0.0.1:8000/viewer#16/31.75/116.5' id.png
+#   tests/e2e/screenshot.sh 'http://127.0.0.1:8000/viewer#view=pipelines&map=16/31.75/116.5' z16.png
+#   CLICK=116.5,31.75 tests/e2e/screenshot.sh 'http://127.0.0.1:8000/viewer#map=16/31.75/116.5' id.png
 #
 # Chromium's own --screenshot --virtual-time-budget does not wait for MapLibre's web workers,
 # so it sometimes captures the map before its tiles are drawn. Instead this drives Chromium over
 # the DevTools protocol (a few lines of Node, which the viewer's npm set-up needs anyway) and
-# captures once the map reports every tile loaded (window.citytwinMap), or after TIMEOUT_S.
+# captures once the viewer reports every tile and request done (window.citytwinViewer.ready(), or
+# window.citytwinMap on other map pages), or after TIMEOUT_S. For scripted sessions (identify,
+# traces, drawing, compare) see drive.mjs beside this script.
 #
 # Environment: CHROMIUM (browser binary), WINDOW_SIZE (default 1400,900), TIMEOUT_S (default 30),
 # CLICK (lon,lat: click the map there before capturing, to show the identify popup).
@@ -99,6 +101,8 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 // page when its document has loaded.
 const READY = `(() => {
   if (document.readyState !== "complete") return "loading";
+  const viewer = window.citytwinViewer;
+  if (viewer) return viewer.ready() ? "ready" : "tiles";
   const map = window.citytwinMap;
   if (!map) return "no-map";
   return map.loaded() && map.areTilesLoaded() && !map.isMoving() ? "ready" : "tiles";

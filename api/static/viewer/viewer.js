@@ -1,598 +1,1028 @@
-// citytwin offline viewer.
+// citytwin offline viewer: the one-map views (一张图).
 //
-// Reads the OGC API collection list, adds one MVT source per collection (from its TileJSON) and
-// styles it by geometry type. Everything comes from this server: no base map, no glyphs, no
-// sprites, so there are no symbol (text) layers at all.
+// The views are the server's thematic maps (/maps, each a complete MapLibre style whose metadata
+// carries the legend), plus "all layers", every published collection. Around the map: a view
+// switcher, layer toggles with the legend, click-to-identify (attributes, code, unit grid),
+// search by code, a polygon tool for "what is inside", pipe traces and burst isolation from a
+// clicked pipe, and a before/after slider for imagery. Everything comes from this server: no
+// base map, no glyphs, no sprites, so there are no symbol (text) layers at all.
 
 /* global maplibregl */
 
-// This file is served at <root>/viewer/static/viewer.js; the API lives at <root>/.
-const API_ROOT = new URL('../../', import.meta.url);
+import { allLayersView } from './collections.js';
+import { Compare } from './compare.js';
+import { PolygonDraw } from './draw.js';
+import { EMPTY, LAYER_IDS, SOURCES, withOverlays } from './overlays.js';
+import {
+  errorBox, isolationSummary, querySummary, traceSummary,
+} from './results.js';
+import {
+  anchorOf, collectionBbox, el, formatValue, geometryBbox, getJSON, onBusyChange,
+  pendingRequests, postJSON, unionBounds, validBbox, valueLabel,
+} from './util.js';
 
-const BACKGROUND = '#f2f1ec';
-const DENSE_MINZOOM = 15; // components and pipe nodes: thousands of points per tile below this
+const ALL_LAYERS = {
+  id: 'layers',
+  title: '所有图层 All layers',
+  description: 'Every published layer, styled by its geometry type',
+};
 const FALLBACK_VIEW = { center: [116.5, 31.75], zoom: 12 }; // Lu'an, when no extent is known
 const CLICK_TOLERANCE_PX = 4;
-const WIDTH_FIELD = 'width_m'; // line layers carrying it (streets) are drawn at their true width
-const EARTH_CIRCUMFERENCE_M = 40075016.686;
-const TILE_SIZE_PX = 512; // MapLibre's world is 512 px wide at zoom 0
+const POPUP_ROWS = 6; // attributes shown at once in an identify popup
+const GEOJSON = 'application/geo+json';
 
-// CJJ 61 utility colours. Water supply JS is rgb(0,255,255) in the standard; drawn darker so it
-// reads on a light background. Sewer and storm are both drainage PS; storm is dashed.
-const UTILITY = {
-  water: 'rgb(0,175,200)',
-  drainage: 'rgb(76,57,38)',
-  gas: 'rgb(255,0,255)',
-  heat: 'rgb(255,128,0)',
-  power: 'rgb(255,0,0)',
-  telecom: 'rgb(0,170,0)',
-};
-
-// CJJ 61 class codes, as pipe networks' TileJSON names them.
-const CLASS_COLORS = {
-  JS: UTILITY.water, PS: UTILITY.drainage, RQ: UTILITY.gas, RL: UTILITY.heat,
-  DL: UTILITY.power, TX: UTILITY.telecom,
-};
-
-// Sample-city collections. rank sets the draw order (lower is drawn first, further down).
-const KNOWN_STYLES = {
-  boundary: { rank: 0, fill: '#fffefa', fillOpacity: 0.9, color: '#4a4f57', width: 2.5 },
-  grid_district: { rank: 1, fill: '#6a3d9a', fillOpacity: 0, color: '#6a3d9a', width: 2.4 },
-  grid_street: { rank: 2, fill: '#8e6cc0', fillOpacity: 0, color: '#8e6cc0', width: 1.7 },
-  grid_community: { rank: 3, fill: '#a58fd0', fillOpacity: 0, color: '#a58fd0', width: 1.1 },
-  grid_unit: {
-    rank: 4, fill: '#c4b8e2', fillOpacity: 0, color: '#b9acd9', width: 0.6, minzoom: 14,
-  },
-  blocks: { rank: 10, fill: '#e4dfd1', fillOpacity: 0.65, color: '#d2cab4', width: 0.6 },
-  buildings: { rank: 11, fill: '#cbbfa9', fillOpacity: 0.95, color: '#a8987c', width: 0.6 },
-  changes_truth: { rank: 16, fill: '#e4572e', fillOpacity: 0.3, color: '#c4411d', width: 1.2 },
-  streets: { rank: 20, color: '#d6d3cb', width: 3 },
-  storm_pipes: { rank: 30, color: UTILITY.drainage, width: 1.2, dash: [3, 2] },
-  sewer_pipes: { rank: 31, color: UTILITY.drainage, width: 1.2 },
-  water_pipes: { rank: 32, color: UTILITY.water, width: 1.2 },
-  gas_pipes: { rank: 33, color: UTILITY.gas, width: 1.2 },
-  components: { rank: 40, color: '#34495e', radius: 2.5, minzoom: DENSE_MINZOOM },
-  storm_nodes: { rank: 41, color: UTILITY.drainage, radius: 2.5, minzoom: DENSE_MINZOOM },
-  sewer_nodes: { rank: 42, color: UTILITY.drainage, radius: 2.5, minzoom: DENSE_MINZOOM },
-  water_nodes: { rank: 43, color: UTILITY.water, radius: 2.5, minzoom: DENSE_MINZOOM },
-  gas_nodes: { rank: 44, color: UTILITY.gas, radius: 2.5, minzoom: DENSE_MINZOOM },
-  pipe_findings: { rank: 52, color: '#d7263d', radius: 4 },
-};
-
-// Draw rank of collections we do not know, by kind: user polygons sit above buildings, user
-// lines above the pipes, user points on top.
-const AUTO_RANK = { polygon: 14, line: 35, point: 50, mixed: 45 };
-
-// User-imported collections named after a utility get its CJJ 61 colour: a whole word of the id
-// (split at '_', '-', ...) or a Chinese utility name anywhere in it. Whole words, so that
-// 'terrain' is not taken for rain water.
-const UTILITY_NAMES = [
-  [UTILITY.water, ['water', 'supply', 'hydrant', 'hydrants', 'js'], ['给水', '供水']],
-  [UTILITY.drainage, ['sewer', 'storm', 'drain', 'drainage', 'rain', 'manhole', 'manholes',
-    'ps', 'ys', 'ws'], ['排水', '雨水', '污水']],
-  [UTILITY.gas, ['gas', 'rq'], ['燃气']],
-  [UTILITY.heat, ['heat', 'heating', 'rl'], ['热力']],
-  [UTILITY.power, ['power', 'electric', 'cable', 'cables', 'dl'], ['电力']],
-  [UTILITY.telecom, ['telecom', 'fiber', 'fibre', 'tx'], ['通信']],
+// The code a feature is known by, in the order they are looked for.
+const CODE_FIELDS = [
+  ['code', '编码 Code'],
+  ['pipe_id', '管线编号 Pipe'],
+  ['node_id', '节点编号 Node'],
+  ['bldg_id', '建筑编号 Building'],
 ];
 
-const AUTO_PALETTE = [
-  '#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#e377c2', '#17becf', '#bcbd22', '#8c564b',
-  '#ff7f0e', '#393b79', '#637939', '#843c39',
+// Grid levels: the collection of each, and the widths of their codes (GB/T 30428.1).
+const GRID_COLLECTIONS = [
+  ['grid_district', [6]],
+  ['grid_street', [9]],
+  ['grid_community', [12]],
+  ['grid_unit', [14, 15]],
 ];
 
-const GEOMETRY_TYPES = {
-  point: ['Point', 'MultiPoint'],
-  line: ['LineString', 'MultiLineString'],
-  polygon: ['Polygon', 'MultiPolygon'],
+const state = {
+  map: null,
+  maps: [], // GET /maps
+  collections: new Map(), // id → OGC API collection
+  networks: new Map(), // name → pipe network (kind pressure | gravity)
+  view: null, // { id, title, description, style, legend, layers: Map(style layer id → meta) }
+  loadingView: false,
+  overlay: { highlight: EMPTY, analysis: EMPTY, draw: EMPTY },
+  popup: null,
+  identifySequence: 0,
+  draw: null,
+  compare: null,
+  scenes: [],
+  result: null, // the last answer shown in the results panel: { kind, body }
+  status: { lngLat: null, zoom: null, message: '', error: false },
 };
 
-let identifySequence = 0; // a slow answer for an earlier click must not replace a newer popup
-
-const statusState = { lngLat: null, zoom: null, message: '', error: false };
+const $ = (id) => document.getElementById(id);
 
 // ---------------------------------------------------------------------------------------------
-// Fetching
+// The address: #view=<id>&map=<zoom>/<lat>/<lon> (MapLibre keeps the map= part up to date)
 
-async function fetchJSON(url) {
-  const response = await fetch(url, { headers: { Accept: 'application/json' } });
-  if (!response.ok) {
-    throw new Error(`${response.status} ${response.statusText} for ${url}`);
-  }
-  return response.json();
+function hashParts() {
+  return window.location.hash.slice(1).split('&').filter(Boolean);
 }
 
-function apiURL(path) {
-  return new URL(path, API_ROOT).href;
+function hashView() {
+  const part = hashParts().find((p) => p.startsWith('view='));
+  return part ? decodeURIComponent(part.slice(5)) : null;
 }
 
-async function loadCollections() {
-  const body = await fetchJSON(apiURL('collections'));
-  return body.collections || [];
+function setHashView(id) {
+  const parts = hashParts().filter((p) => !p.startsWith('view='));
+  parts.unshift(`view=${encodeURIComponent(id)}`);
+  window.history.replaceState(window.history.state, '', `#${parts.join('&')}`);
 }
 
-async function loadTileJSON(collection) {
-  const id = encodeURIComponent(collection.id);
-  return fetchJSON(apiURL(`collections/${id}/tiles/WebMercatorQuad/tilejson.json`));
-}
-
-async function loadFeature(collectionId, featureId) {
-  const collection = encodeURIComponent(collectionId);
-  const path = `collections/${collection}/items/${encodeURIComponent(featureId)}`;
-  const response = await fetch(apiURL(path), { headers: { Accept: 'application/geo+json' } });
-  if (!response.ok) {
-    throw new Error(`${response.status} ${response.statusText}`);
-  }
-  return response.json();
-}
-
-// Pair each collection with its TileJSON; collections without vector tiles are left out.
-async function loadEntries() {
-  const collections = await loadCollections();
-  const results = await Promise.allSettled(collections.map(loadTileJSON));
-  const entries = [];
-  const skipped = [];
-  results.forEach((result, index) => {
-    const collection = collections[index];
-    if (result.status === 'fulfilled') {
-      entries.push(makeEntry(collection, result.value, index));
-    } else {
-      skipped.push(collection.id);
-    }
-  });
-  entries.sort((a, b) => a.style.rank - b.style.rank || a.order - b.order);
-  return { entries, skipped };
+// Links of the earlier viewer were #zoom/lat/lon.
+function upgradeOldHash() {
+  const match = window.location.hash.match(/^#(\d+(?:\.\d+)?\/-?[\d.]+\/-?[\d.]+(?:\/[\d.-]+)*)$/);
+  if (match) window.history.replaceState(window.history.state, '', `#map=${match[1]}`);
 }
 
 // ---------------------------------------------------------------------------------------------
-// Styling
+// Views
 
-function geometryKind(geometryType) {
-  const type = String(geometryType || '').toLowerCase();
-  if (type.includes('polygon')) return 'polygon';
-  if (type.includes('line')) return 'line';
-  if (type.includes('point')) return 'point';
-  return 'mixed';
+function viewInfo(id) {
+  if (id === ALL_LAYERS.id) return ALL_LAYERS;
+  return state.maps.find((m) => m.id === id);
 }
 
-function tileGeometryType(collection, tilejson) {
-  if (collection.geometryType) return collection.geometryType;
-  const layers = tilejson.vector_layers || [];
-  const layer = layers.find((l) => l.id === collection.id) || layers[0];
-  return layer ? layer.geometry_type : undefined;
+function defaultView() {
+  if (state.maps.some((m) => m.id === 'city-management')) return 'city-management';
+  return state.maps[0]?.id || ALL_LAYERS.id;
 }
 
-function hashString(text) {
-  let hash = 0;
-  for (const char of text) {
-    hash = (hash * 31 + char.codePointAt(0)) >>> 0;
+// Where a view is: the union of its layers' extents without outliers (the administrative
+// boundary around a small city would otherwise make the city a speck), imagery included.
+function viewBounds(doc, style) {
+  const boxes = [];
+  for (const layer of doc.layers || []) {
+    const collection = layer.collection && state.collections.get(layer.collection);
+    if (collection) boxes.push(collectionBbox(collection));
   }
-  return hash;
-}
-
-function utilityColor(id) {
-  const words = new Set(id.toLowerCase().split(/[^a-z0-9]+/));
-  const named = ([, english, chinese]) =>
-    english.some((word) => words.has(word)) || chinese.some((word) => id.includes(word));
-  const match = UTILITY_NAMES.find(named);
-  return match ? match[0] : undefined;
-}
-
-function autoColor(id) {
-  return utilityColor(id) || AUTO_PALETTE[hashString(id) % AUTO_PALETTE.length];
-}
-
-function autoStyle(id, kind) {
-  const color = autoColor(id);
-  const dense = /(^|_)(nodes|components)$/.test(id);
-  return {
-    rank: AUTO_RANK[kind],
-    color,
-    fill: color,
-    fillOpacity: 0.25,
-    width: kind === 'polygon' ? 1 : 1.5,
-    radius: 3,
-    minzoom: dense ? DENSE_MINZOOM : undefined,
-  };
-}
-
-function makeEntry(collection, tilejson, order) {
-  const kind = geometryKind(tileGeometryType(collection, tilejson));
-  // Known sample-city collections override the automatic style; anything else keeps it.
-  const layers = tilejson.vector_layers || [];
-  const vectorLayer = layers.find((l) => l.id === collection.id) || layers[0];
-  // A pipe network's TileJSON names its CJJ 61 class; the class colour wins over a guess from
-  // the name (water supply keeps the darker cyan that reads on a light background).
-  const classColor = vectorLayer && vectorLayer.utility
-    ? (CLASS_COLORS[vectorLayer.utility] || vectorLayer.color) : undefined;
-  const style = {
-    ...autoStyle(collection.id, kind),
-    ...(classColor ? { color: classColor, fill: classColor } : {}),
-    ...KNOWN_STYLES[collection.id],
-  };
-  const bbox = collectionBbox(collection) || tilejson.bounds;
-  return {
-    id: collection.id,
-    title: collection.title || collection.id,
-    bbox,
-    widthField: vectorLayer?.fields && WIDTH_FIELD in vectorLayer.fields ? WIDTH_FIELD : null,
-    latitude: validBbox(bbox) ? (bbox[1] + bbox[3]) / 2 : 0,
-    kind,
-    style,
-    order,
-    tilejson,
-    sourceLayer: vectorLayer ? vectorLayer.id : collection.id,
-    layerIds: [],
-  };
-}
-
-// Line widths and circle radii grow with zoom so the city reads at z12 and at z19 alike.
-function zoomScaled(base) {
-  return ['interpolate', ['exponential', 1.6], ['zoom'], 11, base * 0.5, 15, base, 19, base * 4];
-}
-
-// A width in metres (a feature property) as pixels: exact from z12 up (exponential base 2 is
-// how Web Mercator scales), never thinner than 1 px at z12. Metres per pixel use the cosine of
-// the layer's mid latitude, close enough over a city.
-function metricWidth(field, latitude) {
-  const metresPerPixelZ0 = (EARTH_CIRCUMFERENCE_M * Math.cos((latitude * Math.PI) / 180))
-    / TILE_SIZE_PX;
-  const pixels = (zoom) => ['*', ['to-number', ['get', field], 0], 2 ** zoom / metresPerPixelZ0];
-  return ['interpolate', ['exponential', 2], ['zoom'], 12, ['max', 1, pixels(12)], 22, pixels(22)];
-}
-
-function geometryFilter(kind) {
-  return ['match', ['geometry-type'], GEOMETRY_TYPES[kind], true, false];
-}
-
-function fillLayer(entry) {
-  return {
-    type: 'fill',
-    paint: {
-      'fill-color': entry.style.fill,
-      'fill-opacity': entry.style.fillOpacity,
-    },
-  };
-}
-
-function lineLayer(entry, suffix) {
-  const { color, width, dash } = entry.style;
-  // Butt caps where round ones would show: dashes, and wide streets ending at the city's edge.
-  const cap = dash || entry.widthField ? 'butt' : 'round';
-  const layer = {
-    type: 'line',
-    layout: { 'line-join': 'round', 'line-cap': cap },
-    paint: { 'line-color': color, 'line-width': zoomScaled(width) },
-  };
-  if (dash) layer.paint['line-dasharray'] = dash;
-  if (suffix === 'outline') layer.paint['line-width'] = width; // outlines keep a constant width
-  if (suffix === 'line' && entry.widthField) {
-    layer.paint['line-width'] = metricWidth(entry.widthField, entry.latitude);
+  for (const source of Object.values(style.sources || {})) {
+    if (source.type === 'raster' && validBbox(source.bounds)) boxes.push(source.bounds);
   }
-  return layer;
+  const bounds = unionBounds(boxes);
+  if (bounds) return bounds;
+  return validBbox(doc.bounds) ? [[doc.bounds[0], doc.bounds[1]], [doc.bounds[2], doc.bounds[3]]]
+    : undefined;
 }
 
-function circleLayer(entry) {
-  return {
-    type: 'circle',
-    paint: {
-      'circle-color': entry.style.color,
-      'circle-radius': zoomScaled(entry.style.radius),
-      'circle-stroke-color': '#ffffff',
-      'circle-stroke-width': 0.8,
-    },
-  };
-}
-
-// Which MapLibre layers a collection gets: [suffix, builder, geometry filter or null].
-function layerPlan(kind) {
-  const plans = {
-    polygon: [['fill', fillLayer], ['outline', lineLayer]],
-    line: [['line', lineLayer]],
-    point: [['circle', circleLayer]],
-  };
-  if (kind in plans) return plans[kind].map(([suffix, build]) => [suffix, build, null]);
-  // Unknown or mixed geometry: one layer per type, each filtered to its own geometries.
-  return [
-    ['fill', fillLayer, 'polygon'],
-    ['outline', lineLayer, 'polygon'],
-    ['line', lineLayer, 'line'],
-    ['circle', circleLayer, 'point'],
-  ];
-}
-
-function layersFor(entry) {
-  return layerPlan(entry.kind).map(([suffix, build, filterKind]) => {
-    const layer = {
-      ...build(entry, suffix),
-      id: `${entry.id}::${suffix}`,
-      source: entry.id,
-      'source-layer': entry.sourceLayer,
+async function loadView(id) {
+  if (id === ALL_LAYERS.id) {
+    const all = await allLayersView([...state.collections.values()]);
+    return { ...ALL_LAYERS, ...all, doc: null };
+  }
+  const doc = viewInfo(id);
+  const style = await getJSON(`maps/${encodeURIComponent(id)}/style.json`);
+  const zooms = new Map((doc.layers || []).map((l) => [l.id, l]));
+  // The style lists its legend bottom to top; the panel shows the top of the map first.
+  const legend = [...(style.metadata?.['citytwin:legend'] || [])].reverse().map((entry) => {
+    const layer = zooms.get(entry.layer) || {};
+    return {
+      ...entry,
+      collection: layer.collection || null,
+      minzoom: Math.max(layer.minzoom || 0, 0) || undefined,
+      maxzoom: layer.maxzoom ?? undefined,
     };
-    if (filterKind) layer.filter = geometryFilter(filterKind);
-    if (entry.style.minzoom !== undefined) layer.minzoom = entry.style.minzoom;
-    entry.layerIds.push(layer.id);
-    return layer;
   });
+  const missing = style.metadata?.['citytwin:missing'] || [];
+  return {
+    id, title: doc.title, description: doc.description, style, legend, doc, missing,
+    bounds: viewBounds(doc, style),
+  };
 }
 
-function sourceFor(entry) {
-  const { tiles, minzoom, maxzoom, bounds, attribution } = entry.tilejson;
-  const source = { type: 'vector', tiles, minzoom: minzoom ?? 0, maxzoom: maxzoom ?? 22 };
-  if (validBbox(bounds)) source.bounds = bounds;
-  if (attribution) source.attribution = attribution;
-  return source;
-}
-
-// A style with no glyphs and no sprite: nothing for MapLibre to fetch but our own tiles.
-function buildStyle(entries) {
-  const sources = {};
-  const background = { id: 'background', type: 'background' };
-  const layers = [{ ...background, paint: { 'background-color': BACKGROUND } }];
-  for (const entry of entries) {
-    sources[entry.id] = sourceFor(entry);
-    layers.push(...layersFor(entry));
+function indexLayers(view) {
+  view.layers = new Map();
+  for (const layer of view.style.layers) {
+    const meta = layer.metadata || {};
+    if (!meta['citytwin:layer']) continue;
+    view.layers.set(layer.id, {
+      layer: meta['citytwin:layer'],
+      collection: meta['citytwin:collection'] || null,
+      cells: Boolean(meta['citytwin:cells']),
+      type: layer.type,
+      // fills drawn with no opacity (grid outlines) give way to anything else under a click
+      clearFill: layer.type === 'fill' && layer.paint?.['fill-opacity'] === 0,
+    });
   }
-  return { version: 8, name: 'citytwin', sources, layers };
+  return view;
+}
+
+async function switchView(id) {
+  if (!viewInfo(id)) id = defaultView();
+  if (state.view && state.view.id === id) return;
+  state.loadingView = true;
+  markViewButtons(id);
+  let view;
+  try {
+    view = indexLayers(await loadView(id));
+  } catch (error) {
+    state.loadingView = false;
+    markViewButtons(state.view?.id);
+    setMessage(`could not load the view ${id}: ${error.message}`, true);
+    return;
+  }
+  closeCompare();
+  if (state.draw?.active) state.draw.cancel();
+  state.popup?.remove();
+  state.view = view;
+  state.map.setStyle(withOverlays(view.style, state.overlay), { diff: false });
+  state.loadingView = false;
+  afterViewChange();
+}
+
+function afterViewChange() {
+  const { view } = state;
+  setHashView(view.id);
+  markViewButtons(view.id);
+  renderLegend();
+  $('view-title').textContent = view.title;
+  $('view-description').textContent = view.description || '';
+  const pipes = view.legend.some((e) => e.collection?.endsWith('_pipes')
+    && state.networks.has(e.collection.slice(0, -'_pipes'.length)));
+  $('view-hint').hidden = !pipes;
+  $('view-hint').textContent = '点击管线进行追踪或爆管关阀分析 · click a pipe to trace or isolate it';
+  document.title = `${view.title} · citytwin 一张图`;
+  const hasImagery = view.legend.some((e) => e.type === 'raster');
+  $('compare-tool').hidden = !hasImagery;
+  const notes = [];
+  if (view.skipped?.length) notes.push(`no tiles for: ${view.skipped.join(', ')}`);
+  if (view.missing?.length) notes.push(`not loaded yet: ${view.missing.join(', ')}`);
+  setMessage(notes.join('; ') || `${view.legend.length} layers`, false);
+  markOutOfZoom();
+}
+
+function viewLabel(title) {
+  // "城市管理 City management" → 城市管理 over City management
+  const match = String(title).match(/^(\S*[\u3400-\u9fff]\S*)\s+(.+)$/);
+  return match ? [match[1], match[2]] : [title, ''];
+}
+
+function buildViewButtons() {
+  const views = [...state.maps.filter((m) => !m.error), ALL_LAYERS];
+  $('views').replaceChildren(...views.map((view) => {
+    const [zh, en] = viewLabel(view.title);
+    return el('button', {
+      type: 'button',
+      className: 'view',
+      title: view.description || view.title,
+      dataset: { view: view.id },
+      onclick: () => switchView(view.id),
+    }, el('span', { className: 'zh' }, zh), el('span', { className: 'en' }, en));
+  }));
+}
+
+function markViewButtons(id) {
+  for (const button of document.querySelectorAll('#views button')) {
+    const on = button.dataset.view === id;
+    button.classList.toggle('active', on);
+    button.setAttribute('aria-pressed', String(on));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Extent
+// Layer toggles and legend
 
-function collectionBbox(collection) {
-  const bbox = collection.extent?.spatial?.bbox?.[0];
-  if (!Array.isArray(bbox)) return undefined;
-  // A 3D bbox is [minx, miny, minz, maxx, maxy, maxz].
-  return bbox.length === 6 ? [bbox[0], bbox[1], bbox[3], bbox[4]] : bbox;
-}
+const RASTER_SWATCH = {
+  ndvi: 'linear-gradient(90deg, #a5642a, #f6e8a6, #7cc36b, #1a7f37)',
+  ndwi: 'linear-gradient(90deg, #f4ead5, #8ec9e8, #1f5fa8)',
+};
 
-function validBbox(bbox) {
-  return Array.isArray(bbox) && bbox.length === 4 && bbox.every(Number.isFinite)
-    && bbox[0] <= bbox[2] && bbox[1] <= bbox[3];
-}
-
-// Union of the collection extents, clamped to the Web Mercator latitude range.
-// The union of the collections' extents, leaving out outliers: a layer whose extent is more
-// than 25 times the median area (say the whole administrative district around a city) would
-// otherwise shrink the city itself to a few pixels.
-function unionBounds(entries) {
-  let boxes = entries.map((e) => e.bbox).filter(validBbox);
-  if (boxes.length === 0) return undefined;
-  const area = (b) => Math.max((b[2] - b[0]) * (b[3] - b[1]), 1e-12);
-  const sorted = boxes.map(area).sort((a, b) => a - b);
-  const median = sorted[Math.floor(sorted.length / 2)];
-  const usual = boxes.filter((b) => area(b) <= 25 * median);
-  if (usual.length > 0) boxes = usual;
-  const minLat = -85.05;
-  const maxLat = 85.05;
-  return [
-    [Math.min(...boxes.map((b) => b[0])), Math.max(minLat, Math.min(...boxes.map((b) => b[1])))],
-    [Math.max(...boxes.map((b) => b[2])), Math.min(maxLat, Math.max(...boxes.map((b) => b[3])))],
-  ];
-}
-
-// ---------------------------------------------------------------------------------------------
-// Side panel: layer toggles with legend swatches, and the status line
-
-function swatchFor(entry) {
-  const swatch = document.createElement('span');
-  const { color, fill, fillOpacity, dash } = entry.style;
-  const kind = entry.kind === 'mixed' ? 'polygon' : entry.kind;
-  swatch.className = `swatch ${kind}`;
-  if (kind === 'polygon') {
-    swatch.style.borderColor = color;
-    swatch.style.background = fillOpacity > 0 ? fill : 'transparent';
-  } else if (kind === 'line') {
-    swatch.style.borderTopColor = color;
-    if (dash) swatch.classList.add('dashed');
+function swatch(type, color, { outline, dash, layer } = {}) {
+  const node = el('span', { className: `swatch ${type}` });
+  if (type === 'fill') {
+    node.style.background = color || 'transparent';
+    node.style.borderColor = outline || color;
+    if (color === 'transparent' || !color) node.classList.add('hollow');
+  } else if (type === 'line') {
+    node.style.borderTopColor = color;
+    if (dash) node.classList.add('dashed');
+  } else if (type === 'raster') {
+    node.style.background = RASTER_SWATCH[layer]
+      || 'linear-gradient(135deg, #5b7f4a, #b9a77d 45%, #8a9aa5 70%, #3f6b86)';
   } else {
-    swatch.style.background = color;
+    node.style.background = color;
   }
-  return swatch;
+  return node;
 }
 
-function setEntryVisible(map, entry, visible) {
-  for (const layerId of entry.layerIds) {
-    map.setLayoutProperty(layerId, 'visibility', visible ? 'visible' : 'none');
+function styleLayersOf(layerId) {
+  return state.view.style.layers
+    .filter((l) => l.metadata?.['citytwin:layer'] === layerId)
+    .map((l) => l.id);
+}
+
+function setLayerVisible(layerId, visible) {
+  for (const id of styleLayersOf(layerId)) {
+    if (state.map.getLayer(id)) {
+      state.map.setLayoutProperty(id, 'visibility', visible ? 'visible' : 'none');
+    }
   }
 }
 
-function layerRow(map, entry) {
-  const item = document.createElement('li');
-  item.dataset.collection = entry.id;
-  const label = document.createElement('label');
-  label.title = entry.id;
-  const checkbox = document.createElement('input');
-  checkbox.type = 'checkbox';
-  checkbox.checked = true;
-  checkbox.addEventListener('change', () => setEntryVisible(map, entry, checkbox.checked));
-  const name = document.createElement('span');
-  name.className = 'name';
-  name.textContent = entry.title;
-  label.append(checkbox, swatchFor(entry), name);
-  if (entry.style.minzoom !== undefined) {
-    const hint = document.createElement('span');
-    hint.className = 'minzoom';
-    hint.textContent = `z≥${entry.style.minzoom}`;
-    label.append(hint);
-  }
-  item.append(label);
-  return item;
+function zoomHint(entry) {
+  const parts = [];
+  if (entry.minzoom) parts.push(`z≥${entry.minzoom}`);
+  if (entry.maxzoom !== undefined && entry.maxzoom < 24) parts.push(`z≤${entry.maxzoom}`);
+  return parts.join(' ');
 }
 
-// Top of the list = top of the map, as in a GIS table of contents.
-function buildLayerList(map, entries) {
-  const list = document.getElementById('layer-list');
-  list.replaceChildren(...[...entries].reverse().map((entry) => layerRow(map, entry)));
+// The swatch of a fill as drawn: its opacity, and the outline colour of its outline layer.
+function fillLook(entry, styleLayers) {
+  const fill = styleLayers.find((l) => l.type === 'fill');
+  const outline = styleLayers.find((l) => l.type === 'line');
+  const opacity = fill?.paint?.['fill-opacity'];
+  const lineColor = outline?.paint?.['line-color'];
+  let color = entry.color;
+  if (typeof opacity === 'number' && opacity === 0) color = 'transparent';
+  else if (typeof opacity === 'number' && opacity < 1 && typeof color === 'string') {
+    color = `color-mix(in srgb, ${color} ${Math.round(opacity * 100)}%, transparent)`;
+  }
+  return {
+    color,
+    outline: entry.outline || (typeof lineColor === 'string' ? lineColor : entry.color),
+  };
 }
 
-function markOutOfZoom(map, entries) {
-  const zoom = map.getZoom();
-  for (const entry of entries) {
-    const row = document.querySelector(`li[data-collection="${CSS.escape(entry.id)}"]`);
-    if (row) row.classList.toggle('out-of-zoom', zoom < (entry.style.minzoom ?? 0));
+function legendRow(entry) {
+  const styleLayers = state.view.style.layers.filter(
+    (l) => l.metadata?.['citytwin:layer'] === entry.layer,
+  );
+  const visible = styleLayers.some((l) => l.layout?.visibility !== 'none');
+  const look = entry.type === 'fill' && !entry.items ? fillLook(entry, styleLayers)
+    : { color: entry.items ? entry.items[0]?.color : entry.color, outline: entry.outline };
+  const checkbox = el('input', {
+    type: 'checkbox',
+    checked: visible,
+    onchange: () => setLayerVisible(entry.layer, checkbox.checked),
+  });
+  const label = el('label', { title: entry.collection || entry.layer },
+    checkbox,
+    swatch(entry.type, look.color, { outline: look.outline, dash: entry.dash, layer: entry.layer }),
+    el('span', { className: 'name' }, entry.title),
+    zoomHint(entry) ? el('span', { className: 'minzoom' }, zoomHint(entry)) : null);
+  const row = el('li', {
+    dataset: { layer: entry.layer, collection: entry.collection || entry.layer },
+  }, label);
+  if (entry.items?.length) {
+    const type = entry.type === 'raster' ? 'fill' : entry.type;
+    row.append(el('ul', { className: 'legend-items' }, entry.items.map((item) => el('li', {},
+      swatch(type, item.color, { dash: entry.dash }),
+      el('span', {}, valueLabel(item.label))))));
+    if (entry.property) row.dataset.property = entry.property;
+  }
+  if (entry.note) row.append(el('p', { className: 'legend-note' }, entry.note));
+  return row;
+}
+
+function renderLegend() {
+  $('layer-list').replaceChildren(...state.view.legend.map(legendRow));
+}
+
+function markOutOfZoom() {
+  if (!state.map || !state.view) return;
+  const zoom = state.map.getZoom();
+  for (const entry of state.view.legend) {
+    const row = document.querySelector(`#layer-list li[data-layer="${CSS.escape(entry.layer)}"]`);
+    if (!row) continue;
+    const below = entry.minzoom !== undefined && zoom < entry.minzoom;
+    const above = entry.maxzoom !== undefined && zoom > entry.maxzoom + 1;
+    row.classList.toggle('out-of-zoom', below || above);
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Status line and busy marker
 
 function positionText() {
-  const { lngLat, zoom } = statusState;
+  const { lngLat, zoom } = state.status;
   if (zoom === null) return '';
   const lon = lngLat ? lngLat.lng.toFixed(5) : '—';
   const lat = lngLat ? lngLat.lat.toFixed(5) : '—';
-  return `lon ${lon} lat ${lat} z${zoom.toFixed(2)}`;
+  return `lon ${lon}  lat ${lat}  z${zoom.toFixed(2)}`;
 }
 
 function renderStatus() {
-  const status = document.getElementById('status');
-  status.textContent = [positionText(), statusState.message].filter(Boolean).join('\n');
-  status.classList.toggle('error', statusState.error);
+  const status = $('status');
+  status.textContent = [positionText(), state.status.message].filter(Boolean).join('\n');
+  status.classList.toggle('error', state.status.error);
 }
 
 function setMessage(message, error = false) {
-  statusState.message = message;
-  statusState.error = error;
+  state.status.message = message;
+  state.status.error = error;
   renderStatus();
 }
 
-// Cursor position and zoom; a zoom change without a cursor move keeps the last position.
 function setPosition(lngLat, zoom) {
-  if (lngLat) statusState.lngLat = lngLat;
-  statusState.zoom = zoom;
+  if (lngLat) state.status.lngLat = lngLat;
+  state.status.zoom = zoom;
   renderStatus();
 }
 
 // ---------------------------------------------------------------------------------------------
-// Identify: click a feature, see its layer and every property
+// Overlays (highlight, analysis result, drawing)
 
-function formatValue(value) {
-  if (value === null || value === undefined) return '—';
-  if (typeof value === 'object') return JSON.stringify(value);
-  return String(value);
+function setOverlay(key, data) {
+  state.overlay[key] = data || EMPTY;
+  const source = state.map?.getSource(SOURCES[key]);
+  if (source) source.setData(state.overlay[key]);
 }
 
-function propertiesTable(properties) {
-  const table = document.createElement('table');
-  for (const [key, value] of Object.entries(properties || {})) {
-    const row = table.insertRow();
-    const th = document.createElement('th');
-    th.textContent = key;
-    const td = document.createElement('td');
-    td.textContent = formatValue(value);
-    row.append(th, td);
+function highlight(feature) {
+  setOverlay('highlight', feature
+    ? { type: 'FeatureCollection', features: [{ ...feature, properties: {} }] } : EMPTY);
+}
+
+function fitTo(geojson, { maxZoom } = {}) {
+  const box = geometryBbox(geojson);
+  if (!box) return;
+  const map = state.map;
+  if (box[0] === box[2] && box[1] === box[3]) {
+    map.easeTo({ center: [box[0], box[1]], zoom: Math.max(map.getZoom(), maxZoom ?? 17) });
+    return;
   }
-  return table;
+  map.fitBounds([[box[0], box[1]], [box[2], box[3]]], {
+    padding: 60,
+    maxZoom: maxZoom ?? Math.max(map.getZoom(), 15),
+    duration: 600,
+  });
 }
 
-function paragraph(className, text) {
-  const p = document.createElement('p');
-  p.className = className;
-  p.textContent = text;
-  return p;
+// ---------------------------------------------------------------------------------------------
+// Results panel
+
+function showResults(node, kind = null, body = null) {
+  $('results-section').hidden = false;
+  $('results').replaceChildren(node);
+  state.result = kind ? { kind, body } : null;
+  $('results-section').scrollIntoView({ block: 'nearest' });
 }
 
-function identifyContent(entry, feature, properties, notes) {
-  const box = document.createElement('div');
-  box.className = 'identify';
-  const heading = document.createElement('h3');
-  heading.textContent = entry.title;
-  box.append(heading, paragraph('fid', `${entry.id} · id ${formatValue(feature.id)}`));
-  box.append(propertiesTable(properties));
-  for (const note of notes.filter(Boolean)) box.append(paragraph('note', note));
+function loading(text) {
+  return el('div', { className: 'loading' }, el('span', { className: 'spinner' }), text);
+}
+
+function clearResults() {
+  $('results').replaceChildren();
+  $('results-section').hidden = true;
+  state.result = null;
+  setOverlay('analysis', EMPTY);
+  setOverlay('highlight', EMPTY);
+  if (state.draw?.active) state.draw.cancel();
+  setOverlay('draw', EMPTY);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Identify
+
+function hitRank(meta, feature) {
+  const type = feature.geometry?.type || '';
+  if (type.includes('Point')) return 0;
+  if (type.includes('Line')) return 1;
+  return meta.clearFill ? 3 : 2;
+}
+
+function hits(point) {
+  const { map, view } = state;
+  const t = CLICK_TOLERANCE_PX;
+  const box = [[point.x - t, point.y - t], [point.x + t, point.y + t]];
+  const layers = [...view.layers.entries()]
+    .filter(([id, meta]) => meta.type !== 'raster' && map.getLayer(id)
+      && map.getLayoutProperty(id, 'visibility') !== 'none')
+    .map(([id]) => id);
+  if (layers.length === 0) return [];
+  const found = map.queryRenderedFeatures(box, { layers });
+  // Points before lines before filled polygons before outlined ones; the style order otherwise.
+  return found
+    .map((feature, order) => ({ feature, order, meta: view.layers.get(feature.layer.id) }))
+    .sort((a, b) => hitRank(a.meta, a.feature) - hitRank(b.meta, b.feature) || a.order - b.order);
+}
+
+function legendTitle(layerId) {
+  return state.view.legend.find((e) => e.layer === layerId)?.title || layerId;
+}
+
+function codeOf(properties) {
+  for (const [field, label] of CODE_FIELDS) {
+    if (properties && properties[field] !== undefined && properties[field] !== null) {
+      return { field, label, value: properties[field] };
+    }
+  }
+  return null;
+}
+
+function gridLines(properties, collection, located) {
+  const rows = [];
+  if (collection === 'grid_unit') {
+    if (properties?.name) rows.push(['名称 Name', properties.name]);
+  } else if (properties?.unit_grid) {
+    const name = located?.unit?.code === properties.unit_grid ? located.unit.name : '';
+    rows.push(['单元网格 Unit grid', `${properties.unit_grid} ${name}`.trim()]);
+  } else if (located?.unit) {
+    rows.push(['单元网格 Unit grid', `${located.unit.code} ${located.unit.name || ''}`.trim()]);
+  }
+  if (located?.community && collection !== 'grid_community') {
+    rows.push(['社区 Community', `${located.community.code} ${located.community.name || ''}`.trim()]);
+  }
+  if (located?.street && !['grid_street', 'grid_community'].includes(collection)) {
+    rows.push(['街道 Street', `${located.street.code} ${located.street.name || ''}`.trim()]);
+  }
+  return rows;
+}
+
+function pipeActions(collection, properties) {
+  const name = collection?.endsWith('_pipes') ? collection.slice(0, -'_pipes'.length) : null;
+  const network = name && state.networks.get(name);
+  const pipeId = properties?.pipe_id;
+  if (!network || !pipeId) return null;
+  const button = (action, text, handler, extra = '') => el('button', {
+    type: 'button',
+    className: `action ${extra}`,
+    dataset: { action },
+    onclick: handler,
+  }, text);
+  const row = el('div', { className: 'pipe-actions' },
+    el('span', { className: 'label' }, '管网分析 Network'),
+    el('div', { className: 'buttons' },
+      button('trace-upstream', '↑ 上游 Upstream', () => runTrace(name, pipeId, 'upstream')),
+      button('trace-downstream', '↓ 下游 Downstream', () => runTrace(name, pipeId, 'downstream')),
+      button('trace-connected', '⇄ 连通 Connected', () => runTrace(name, pipeId, 'connected')),
+      network.kind === 'pressure'
+        ? button('isolate', '✕ 爆管关阀 Isolate burst', () => runIsolation(name, pipeId), 'danger')
+        : null));
+  return row;
+}
+
+function identifyBox({ title, collection, fid, properties, located, others, note }) {
+  const box = el('div', { className: 'identify', dataset: { collection: collection || '' } });
+  box.append(el('h3', {}, title));
+  box.append(el('p', { className: 'fid' }, `${collection || ''}${fid !== undefined ? ` · id ${fid}` : ''}`));
+  const code = codeOf(properties);
+  const keyRows = [];
+  if (code) keyRows.push([code.label, String(code.value), 'code']);
+  for (const [label, value] of gridLines(properties, collection, located)) {
+    keyRows.push([label, value, 'grid']);
+  }
+  if (keyRows.length) {
+    box.append(el('dl', { className: 'keys' }, keyRows.flatMap(([label, value, kind]) => [
+      el('dt', {}, label), el('dd', { className: kind }, value),
+    ])));
+  }
+  const actions = pipeActions(collection, properties);
+  if (actions) box.append(actions);
+  // The first attributes in view, the rest one click away: the popup never needs a scroll bar.
+  const rows = Object.entries(properties || {}).filter(([, value]) => !(value !== null
+    && typeof value === 'object' && Object.keys(value).length === 0));
+  const table = (part) => {
+    const node = el('table', { className: 'attributes' });
+    for (const [key, value] of part) {
+      const shown = ['status', 'kind', 'valve_state'].includes(key) ? valueLabel(value)
+        : formatValue(value);
+      node.insertRow().append(el('th', {}, key), el('td', {}, shown));
+    }
+    return node;
+  };
+  box.append(table(rows.slice(0, POPUP_ROWS)));
+  if (rows.length > POPUP_ROWS) {
+    box.append(el('details', { className: 'more' },
+      el('summary', {}, `全部属性 all ${rows.length} attributes`),
+      table(rows.slice(POPUP_ROWS))));
+  }
+  if (others?.length) box.append(el('p', { className: 'note' }, `Also here 此处还有: ${others.join(', ')}`));
+  if (note) box.append(el('p', { className: 'note' }, note));
   return box;
 }
 
-function hitFeatures(map, entries, point) {
-  const t = CLICK_TOLERANCE_PX;
-  const box = [[point.x - t, point.y - t], [point.x + t, point.y + t]];
-  const layers = entries.flatMap((e) => e.layerIds)
-    .filter((id) => map.getLayoutProperty(id, 'visibility') !== 'none');
-  return map.queryRenderedFeatures(box, { layers });
+function cellsBox(title, properties) {
+  const rows = Object.entries(properties || {})
+    .filter(([k]) => k.startsWith('n_'))
+    .map(([k, v]) => [valueLabel(k.slice(2)), v]);
+  const table = el('table', { className: 'attributes' });
+  for (const [label, value] of rows) {
+    const row = table.insertRow();
+    row.append(el('th', {}, label), el('td', {}, formatValue(value)));
+  }
+  return el('div', { className: 'identify cells' },
+    el('h3', {}, title),
+    el('p', { className: 'fid' }, '网格汇总 counted per cell · zoom in for single features'),
+    el('dl', { className: 'keys' }, el('dt', {}, '数量 Count'),
+      el('dd', { className: 'code' }, formatValue(properties?.count))),
+    table);
 }
 
-// Other collections under the click (a polygon hit on its fill and its outline counts once).
-function othersNote(hits, entriesById) {
-  const others = new Set(hits.map((f) => f.source).filter((source) => source !== hits[0].source));
-  const titles = [...others].map((source) => entriesById.get(source).title);
-  return titles.length ? `Also here: ${titles.join(', ')}` : '';
+async function locate(lngLat) {
+  try {
+    const answer = await getJSON(`grid/locate?lon=${lngLat.lng}&lat=${lngLat.lat}`);
+    return answer.inside ? answer : null;
+  } catch {
+    return null;
+  }
 }
 
-// The tile carries the feature id; the full record (all properties) comes from OGC API Features.
-async function identify(map, entries, event, popup) {
-  const sequence = ++identifySequence;
-  const hits = hitFeatures(map, entries, event.point);
-  if (hits.length === 0) {
-    popup.remove();
+function openPopup(lngLat, content) {
+  state.popup.setLngLat(lngLat).setDOMContent(content).addTo(state.map);
+}
+
+async function identify(event) {
+  const sequence = ++state.identifySequence;
+  const found = hits(event.point);
+  if (found.length === 0) {
+    state.popup.remove();
+    highlight(null);
     return;
   }
-  const entriesById = new Map(entries.map((e) => [e.id, e]));
-  const feature = hits[0];
-  const entry = entriesById.get(feature.source);
-  const note = othersNote(hits, entriesById);
-  popup.setLngLat(event.lngLat)
-    .setDOMContent(identifyContent(entry, feature, feature.properties, [note]))
-    .addTo(map);
-  if (feature.id === undefined || feature.id === null) return;
-  try {
-    const full = await loadFeature(entry.id, feature.id);
-    if (sequence !== identifySequence) return;
-    popup.setDOMContent(identifyContent(entry, feature, full.properties, [note]));
-  } catch (error) {
-    if (sequence !== identifySequence) return;
-    const warning = `Tile properties only (${error.message}).`;
-    popup.setDOMContent(identifyContent(entry, feature, feature.properties, [note, warning]));
+  const { feature, meta } = found[0];
+  const title = legendTitle(meta.layer);
+  // Other things under the click worth naming: points and lines (the grid cells are in the
+  // popup's grid rows already), or other filled areas when an area was hit.
+  const rank = hitRank(meta, feature);
+  const others = [...new Set(found.slice(1)
+    .filter((h) => h.meta.layer !== meta.layer && !h.meta.cells)
+    .filter((h) => (rank < 2 ? hitRank(h.meta, h.feature) < 2 : hitRank(h.meta, h.feature) === 2))
+    .map((h) => legendTitle(h.meta.layer)))];
+  if (meta.cells) {
+    openPopup(event.lngLat, cellsBox(title, feature.properties));
+    return;
   }
+  const base = {
+    title, collection: meta.collection, fid: feature.id, properties: feature.properties, others,
+  };
+  openPopup(event.lngLat, identifyBox({ ...base, note: 'loading the full record…' }));
+  const wanted = feature.id !== undefined && feature.id !== null && meta.collection;
+  const [full, located] = await Promise.all([
+    wanted ? loadFeature(meta.collection, feature.id).catch((error) => ({ error }))
+      : Promise.resolve(null),
+    locate(event.lngLat),
+  ]);
+  if (sequence !== state.identifySequence) return;
+  if (full && !full.error) {
+    highlight(full);
+    openPopup(event.lngLat, identifyBox({ ...base, properties: full.properties, located }));
+  } else {
+    const note = full?.error ? `tile attributes only (${full.error.message})` : null;
+    openPopup(event.lngLat, identifyBox({ ...base, located, note }));
+  }
+}
+
+function loadFeature(collection, fid) {
+  return getJSON(`collections/${encodeURIComponent(collection)}/items/${encodeURIComponent(fid)}`,
+    GEOJSON);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Search by code
+
+function searchTargets(text) {
+  const targets = [];
+  const digits = /^\d+$/.test(text);
+  if (digits) {
+    if (text.length === 16 || text.length === 17) targets.push(['components', 'code']);
+    for (const [collection, widths] of GRID_COLLECTIONS) {
+      if (widths.includes(text.length)) targets.push([collection, 'code']);
+    }
+    if (targets.length === 0) {
+      targets.push(['components', 'code']);
+      for (const [collection] of GRID_COLLECTIONS) targets.push([collection, 'code']);
+    }
+  } else {
+    for (const name of state.networks.keys()) {
+      targets.push([`${name}_pipes`, 'pipe_id'], [`${name}_nodes`, 'node_id']);
+    }
+    targets.push(['components', 'code']);
+  }
+  return targets.filter(([c]) => state.collections.has(c));
+}
+
+async function findExact(collection, field, text) {
+  const query = `${encodeURIComponent(field)}=${encodeURIComponent(text)}&limit=5`;
+  const body = await getJSON(`collections/${encodeURIComponent(collection)}/items?${query}`, GEOJSON);
+  return (body.features || []).map((f) => ({ collection, field, feature: f }));
+}
+
+async function findPrefix(collection, field, text) {
+  const cql = `${field} LIKE '${text.replace(/'/g, "''")}%'`;
+  const query = `filter=${encodeURIComponent(cql)}&filter-lang=cql2-text&limit=8`;
+  const body = await getJSON(`collections/${encodeURIComponent(collection)}/items?${query}`, GEOJSON);
+  return (body.features || []).map((f) => ({ collection, field, feature: f }));
+}
+
+async function gather(targets, finder, text) {
+  const settled = await Promise.allSettled(targets.map(([c, f]) => finder(c, f, text)));
+  return settled.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
+}
+
+// A collection's name as the current view's legend has it, else as the catalog has it.
+function collectionTitle(id) {
+  const entry = state.view?.legend.find((e) => e.collection === id);
+  return entry?.title || state.collections.get(id)?.title || id;
+}
+
+function goTo(hit) {
+  const { feature, collection } = hit;
+  highlight(feature);
+  fitTo(feature, { maxZoom: feature.geometry?.type === 'Point' ? 18 : 17 });
+  const anchor = anchorOf(feature.geometry);
+  if (!anchor) return;
+  const lngLat = { lng: anchor[0], lat: anchor[1] };
+  const base = {
+    title: collectionTitle(collection), collection, fid: feature.id, properties: feature.properties,
+  };
+  openPopup(anchor, identifyBox(base));
+  locate(lngLat).then((located) => {
+    if (state.popup.isOpen() && located) openPopup(anchor, identifyBox({ ...base, located }));
+  });
+}
+
+function resultButton(hit) {
+  const code = hit.feature.properties?.[hit.field];
+  const name = hit.feature.properties?.name || hit.feature.properties?.class_name || '';
+  return el('li', {}, el('button', { type: 'button', className: 'hit', onclick: () => goTo(hit) },
+    el('span', { className: 'code' }, code),
+    el('span', { className: 'what' }, `${collectionTitle(hit.collection)} ${name}`.trim())));
+}
+
+async function search(text) {
+  const box = $('search-results');
+  text = text.trim();
+  if (!text) {
+    box.replaceChildren();
+    return;
+  }
+  if (!/^[\w.-]{1,40}$/.test(text)) {
+    box.replaceChildren(el('p', { className: 'error' }, '编码只含字母和数字 a code has letters and digits only'));
+    return;
+  }
+  box.replaceChildren(loading('查找中 searching…'));
+  const targets = searchTargets(text);
+  let found = await gather(targets, findExact, text);
+  let exact = true;
+  if (found.length === 0 && text.length >= 4) {
+    found = await gather(targets, findPrefix, text);
+    exact = false;
+  }
+  if (found.length === 0) {
+    box.replaceChildren(el('p', { className: 'empty' }, `未找到 nothing has the code ${text}`));
+    return;
+  }
+  const heading = exact ? '' : `codes starting ${text}`;
+  box.replaceChildren(
+    heading ? el('p', { className: 'note' }, heading) : '',
+    el('ul', { className: 'hits' }, found.slice(0, 12).map(resultButton)),
+  );
+  if (found.length === 1 || exact) goTo(found[0]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pipe traces and burst isolation
+
+async function runTrace(network, pipeId, direction) {
+  state.popup.remove();
+  showResults(loading(`追踪 tracing ${direction} from ${pipeId}…`));
+  let body;
+  try {
+    body = await postJSON('pipelines/trace', { network, start: { segment: pipeId }, direction });
+  } catch (error) {
+    showResults(errorBox(error, '追踪 Trace'));
+    return;
+  }
+  setOverlay('analysis', { type: 'FeatureCollection', features: body.features || [] });
+  highlight(null);
+  showResults(traceSummary(body), 'trace', body);
+  fitTo({ type: 'FeatureCollection', features: body.features || [] });
+}
+
+async function runIsolation(network, pipeId) {
+  state.popup.remove();
+  showResults(loading(`爆管分析 isolating ${pipeId}…`));
+  let body;
+  try {
+    body = await postJSON('pipelines/isolate', { network, start: { segment: pipeId } });
+  } catch (error) {
+    showResults(errorBox(error, '爆管关阀 Isolation'));
+    return;
+  }
+  const features = [...(body.features || [])];
+  if (body.outage_area) {
+    features.unshift({ type: 'Feature', geometry: body.outage_area, properties: { role: 'outage' } });
+  }
+  setOverlay('analysis', { type: 'FeatureCollection', features });
+  highlight(null);
+  showResults(isolationSummary(body, (valve) => {
+    state.map.easeTo({ center: [valve.lon, valve.lat], zoom: Math.max(state.map.getZoom(), 17) });
+  }), 'isolation', body);
+  fitTo({ type: 'FeatureCollection', features });
+}
+
+// ---------------------------------------------------------------------------------------------
+// "What is inside": draw a polygon, ask the server
+
+function setDrawButton(active) {
+  const button = $('draw-tool');
+  button.classList.toggle('active', active);
+  button.setAttribute('aria-pressed', String(active));
+  const hint = $('tool-hint');
+  hint.hidden = !active;
+  hint.textContent = '单击添加顶点, 双击或点击起点结束, Esc 取消 · click to add vertices; '
+    + 'double-click or click the first vertex to close; Esc cancels';
+}
+
+async function runQuery(polygon) {
+  showResults(loading('区域查询 querying the area…'));
+  try {
+    const body = await postJSON('query/within', { geometry: polygon });
+    showResults(querySummary(body), 'query', body);
+  } catch (error) {
+    showResults(errorBox(error, '区域查询 Query'), 'query-error', { code: error.code });
+  }
+}
+
+function toggleDraw() {
+  if (state.draw.active) {
+    state.draw.cancel();
+    return;
+  }
+  closeCompare();
+  state.popup.remove();
+  state.draw.start();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Imagery before/after
+
+async function loadScenes() {
+  if (state.scenes.length) return state.scenes;
+  const raster = Object.values(state.view.style.sources).find((s) => s.type === 'raster');
+  const named = raster?.attribution?.match(/^imagery: (.+)$/)?.[1];
+  const { collections } = await getJSON('raster/collections');
+  const cid = named || collections?.[0]?.id;
+  if (!cid) return [];
+  const items = await getJSON(`raster/collections/${encodeURIComponent(cid)}/items`, GEOJSON);
+  state.scenes = (items.features || [])
+    .map((item) => ({ id: item.id, datetime: item.properties?.datetime, bbox: item.bbox }))
+    .sort((a, b) => String(a.datetime).localeCompare(String(b.datetime)));
+  return state.scenes;
+}
+
+function sceneOption(scene) {
+  const date = scene.datetime ? scene.datetime.slice(0, 10) : '';
+  return el('option', { value: scene.id }, date ? `${date} · ${scene.id}` : scene.id);
+}
+
+// Outlines of the view's polygon layers (communities, detected changes) on both sides.
+function compareOverlay() {
+  const { view } = state;
+  const source = view.style.sources[view.id];
+  if (!source || source.type !== 'vector') return null;
+  const layers = view.style.layers
+    .filter((l) => l.type === 'fill' && l.source === view.id
+      && l.layout?.visibility !== 'none' && state.map.getLayoutProperty(l.id, 'visibility') !== 'none')
+    .map((l) => ({
+      id: l.id, sourceLayer: l['source-layer'], color: l.paint['fill-color'], width: 1.4,
+    }));
+  return layers.length ? { source, layers } : null;
+}
+
+function showCompare() {
+  const byId = new Map(state.scenes.map((s) => [s.id, s]));
+  const before = byId.get($('compare-before-date').value);
+  const after = byId.get($('compare-after-date').value);
+  if (!before || !after) return;
+  state.compare.show({ before, after, preset: $('compare-preset').value, overlay: compareOverlay() });
+}
+
+async function toggleCompare() {
+  if (state.compare.open) {
+    closeCompare();
+    return;
+  }
+  if (state.draw.active) state.draw.cancel();
+  state.popup.remove();
+  let scenes;
+  try {
+    scenes = await loadScenes();
+  } catch (error) {
+    setMessage(`imagery: ${error.message}`, true);
+    return;
+  }
+  if (scenes.length < 2) {
+    setMessage('影像对比需要两期影像 compare needs two image dates', true);
+    return;
+  }
+  for (const select of [$('compare-before-date'), $('compare-after-date')]) {
+    select.replaceChildren(...scenes.map(sceneOption));
+  }
+  $('compare-before-date').value = scenes[0].id;
+  $('compare-after-date').value = scenes[scenes.length - 1].id;
+  $('compare-panel').hidden = false;
+  $('compare-tool').classList.add('active');
+  $('compare-tool').setAttribute('aria-pressed', 'true');
+  showCompare();
+}
+
+function closeCompare() {
+  if (!state.compare?.open) return;
+  state.compare.hide();
+  $('compare-panel').hidden = true;
+  $('compare-tool').classList.remove('active');
+  $('compare-tool').setAttribute('aria-pressed', 'false');
 }
 
 // ---------------------------------------------------------------------------------------------
 // Start-up
 
-function createMap(entries) {
-  const bounds = unionBounds(entries);
-  const options = {
-    container: 'map',
-    style: buildStyle(entries),
-    attributionControl: { compact: true },
-    hash: true, // #zoom/lat/lon in the address bar: shareable views, and it wins over bounds
-    ...(bounds ? { bounds, fitBoundsOptions: { padding: 30 } } : FALLBACK_VIEW),
-  };
-  const map = new maplibregl.Map(options);
-  map.addControl(new maplibregl.NavigationControl({ visualizePitch: false }), 'top-right');
-  map.addControl(new maplibregl.ScaleControl({ unit: 'metric' }), 'bottom-right');
-  return map;
+function ready() {
+  const { map } = state;
+  if (!map || !state.view || state.loadingView) return false;
+  if (pendingRequests() > 0) return false;
+  if (!(map.loaded() && map.areTilesLoaded() && !map.isMoving())) return false;
+  return state.compare.ready();
 }
 
-function wireEvents(map, entries) {
-  const popup = new maplibregl.Popup({ maxWidth: '360px' });
-  map.on('click', (event) => identify(map, entries, event, popup));
-  map.on('mousemove', (event) => setPosition(event.lngLat, map.getZoom()));
+function exposeForTests() {
+  window.citytwinMap = state.map; // handy from the browser console
+  window.citytwinViewer = {
+    state,
+    ready,
+    switchView,
+    search,
+    get view() {
+      return state.view?.id;
+    },
+    // Features held by an overlay (highlight, analysis, draw) and drawn on screen.
+    count: (key) => state.overlay[key]?.features.length ?? 0,
+    rendered: (prefix) => state.map.queryRenderedFeatures({
+      layers: LAYER_IDS.filter((id) => id.startsWith(prefix) && state.map.getLayer(id)),
+    }).length,
+    compareMaps: () => state.compare.maps,
+  };
+}
+
+function wireMap(map) {
+  state.popup = new maplibregl.Popup({ maxWidth: '380px', className: 'ct-popup' });
+  map.addControl(new maplibregl.NavigationControl({ visualizePitch: false }), 'top-right');
+  map.addControl(new maplibregl.ScaleControl({ unit: 'metric' }), 'bottom-right');
+  map.on('click', (event) => {
+    if (state.draw.click(event)) return;
+    identify(event);
+  });
+  map.on('dblclick', (event) => state.draw.dblclick(event));
+  map.on('mousemove', (event) => {
+    state.draw.move(event);
+    setPosition(event.lngLat, map.getZoom());
+  });
   map.on('zoom', () => setPosition(null, map.getZoom()));
-  map.on('zoomend', () => markOutOfZoom(map, entries));
-  map.on('error', (event) => setMessage(`map error: ${event.error?.message || event.error}`, true));
+  map.on('zoomend', markOutOfZoom);
   map.on('load', () => {
     setPosition(map.getCenter(), map.getZoom());
-    markOutOfZoom(map, entries);
+    markOutOfZoom();
+  });
+  map.on('error', (event) => {
+    if (event.tile || event.sourceId) return; // a missing tile is not worth a message
+    setMessage(`map error: ${event.error?.message || event.error}`, true);
   });
 }
 
-function summary(entries, skipped) {
-  const text = `${entries.length} layers`;
-  return skipped.length ? `${text}; no tiles for: ${skipped.join(', ')}` : text;
+function createMap(view) {
+  const options = {
+    container: 'map',
+    style: withOverlays(view.style, state.overlay),
+    attributionControl: { compact: true },
+    hash: 'map', // #view=…&map=zoom/lat/lon: shareable views; a position there wins over bounds
+    ...(view.bounds ? { bounds: view.bounds, fitBoundsOptions: { padding: 30 } } : FALLBACK_VIEW),
+  };
+  const map = new maplibregl.Map(options);
+  state.map = map;
+  wireMap(map);
+  return map;
+}
+
+function wirePanel() {
+  $('search').addEventListener('submit', (event) => {
+    event.preventDefault();
+    search($('search-input').value);
+  });
+  $('draw-tool').addEventListener('click', toggleDraw);
+  $('compare-tool').addEventListener('click', toggleCompare);
+  $('clear-results').addEventListener('click', clearResults);
+  for (const id of ['compare-before-date', 'compare-after-date', 'compare-preset']) {
+    $(id).addEventListener('change', showCompare);
+  }
+  onBusyChange((n) => {
+    $('busy').hidden = n === 0;
+  });
+  window.addEventListener('hashchange', () => {
+    const wanted = hashView();
+    if (wanted && wanted !== state.view?.id) switchView(wanted);
+  });
+}
+
+async function loadCatalog() {
+  const [maps, collections, networks] = await Promise.allSettled([
+    getJSON('maps'),
+    getJSON('collections'),
+    getJSON('pipelines'),
+  ]);
+  if (collections.status === 'rejected') throw collections.reason;
+  state.maps = maps.status === 'fulfilled' ? maps.value.maps || [] : [];
+  state.collections = new Map((collections.value.collections || []).map((c) => [c.id, c]));
+  const nets = networks.status === 'fulfilled' ? networks.value.networks || [] : [];
+  state.networks = new Map(nets.map((n) => [n.name, n]));
 }
 
 async function main() {
-  let loaded;
+  upgradeOldHash();
+  wirePanel();
   try {
-    loaded = await loadEntries();
+    await loadCatalog();
   } catch (error) {
-    setMessage(`could not load collections: ${error.message}`, true);
+    setMessage(`could not load the catalog: ${error.message}`, true);
     return;
   }
-  const { entries, skipped } = loaded;
-  const map = createMap(entries);
-  buildLayerList(map, entries);
-  wireEvents(map, entries);
-  setMessage(summary(entries, skipped), skipped.length > 0 && entries.length === 0);
-  window.citytwinMap = map; // handy from the browser console
+  buildViewButtons();
+  const wanted = hashView();
+  const id = wanted && viewInfo(wanted) ? wanted : defaultView();
+  state.loadingView = true;
+  let view;
+  try {
+    view = indexLayers(await loadView(id));
+  } catch (error) {
+    state.loadingView = false;
+    setMessage(`could not load the view ${id}: ${error.message}`, true);
+    return;
+  }
+  state.view = view;
+  const map = createMap(view);
+  state.draw = new PolygonDraw(map, {
+    setData: (data) => setOverlay('draw', data),
+    onFinish: runQuery,
+    onChange: (tool) => setDrawButton(tool.active),
+  });
+  state.compare = new Compare({
+    root: $('compare'),
+    before: $('compare-before'),
+    after: $('compare-after'),
+    divider: $('compare-divider'),
+    labelBefore: $('compare-label-before'),
+    labelAfter: $('compare-label-after'),
+  }, map);
+  state.loadingView = false;
+  afterViewChange();
+  exposeForTests();
 }
 
 main();
