@@ -187,6 +187,15 @@ def _cells_layer(spec: MapLayer, source: str, collection: str) -> dict[str, Any]
     """Per-cell counts of a dense point layer: a circle whose area grows with the count."""
     assert spec.aggregate_below is not None
     radius = ["interpolate", ["linear"], ["sqrt", ["get", "count"]], 1, 3, 10, 9, 40, 22]
+    colour: Any = spec.style.color
+    st = spec.style
+    if spec.aggregate_by and st.color_by == spec.aggregate_by and len(st.colors) >= 2:
+        # Counted by the colouring property: a cell shades from the first value's colour (all
+        # of its points have that value, say 完好 intact) to the second's as that share falls
+        # to 80 %, so cells with damaged or missing components stand out at city scale.
+        (first, good), (_, bad) = list(st.colors.items())[:2]
+        share = ["/", ["coalesce", ["get", f"n_{first}"], 0], ["max", ["get", "count"], 1]]
+        colour = ["interpolate", ["linear"], share, 0.8, bad, 1, good]
     layer: dict[str, Any] = {
         "id": f"{spec.cells_id}-circle",
         "type": "circle",
@@ -194,10 +203,10 @@ def _cells_layer(spec: MapLayer, source: str, collection: str) -> dict[str, Any]
         "source-layer": spec.cells_id,
         "metadata": {**_meta(spec, collection), "citytwin:cells": True},
         "paint": {
-            "circle-color": spec.style.color,
-            "circle-opacity": 0.55,
+            "circle-color": colour,
+            "circle-opacity": 0.6,
             "circle-radius": radius,
-            "circle-stroke-color": spec.style.color,
+            "circle-stroke-color": "#ffffff",
             "circle-stroke-width": 1,
         },
     }
@@ -232,6 +241,9 @@ def legend(spec: MapLayer) -> dict[str, Any]:
         entry["dash"] = True
     if spec.aggregate_below:
         entry["note"] = f"counts per cell below zoom {spec.aggregate_below}"
+        if spec.aggregate_by and st.color_by == spec.aggregate_by and len(st.colors) >= 2:
+            first = next(iter(st.colors))
+            entry["note"] += f", shaded by the share of {first}"
     return entry
 
 
