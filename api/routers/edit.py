@@ -302,7 +302,12 @@ async def restore_item(
     return _done(200, collection_id, fid, done.version, request)
 
 
-@router.get("/components/nearby", summary="Nearest components, with distances in metres")
+@router.get(
+    "/components/nearby",
+    summary="Nearest components, with distances in metres",
+    response_class=Response,
+    responses={200: {"content": {"application/geo+json": {}}}},
+)
 async def nearby(
     conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
     lon: Annotated[float, Query(ge=-180, le=180)],
