@@ -10,9 +10,10 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 
-from api import errors
+from api import errors, limits
 from api.deps import Catalog
 from api.routers import (
+    admin,
     edit,
     features,
     grid,
@@ -42,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = db.database_url(settings.db, start=not settings.db.database_url)
-        pool = db.make_pool(url, settings.db)
+        pool = db.make_pool(url, settings.db, settings.limits)
         await pool.open(wait=False)
         app.state.pool = pool
         app.state.database_url = url  # for the few long jobs that run on their own connection
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.authenticator = Authenticator(settings.auth)
     app.state.settings = settings
     errors.install(app)
+    limits.install(app, settings.limits)  # innermost: its 413s get the CORS headers
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(
         CORSMiddleware,
@@ -73,7 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["*"],
         expose_headers=["ETag", "Content-Crs"],
     )
-    routers = (landing, features, edit, tiles, maps, grid, pipelines, query, reports, rasters)
+    routers = [landing, features, edit, tiles, maps, grid, pipelines, query, reports, rasters]
+    routers.append(admin)
     for module in (*routers, viewer):
         app.include_router(module.router)
     _document_limits(app, settings)

@@ -20,7 +20,7 @@ from psycopg import sql
 
 from layers.registry import Layer
 from twin.crs import CrsRef, from_wgs84_xy, parse_crs, to_wgs84_xy
-from twin.errors import InvalidParameter, NotFound
+from twin.errors import InvalidParameter, LimitExceeded, NotFound
 
 _FID = re.compile(r"^[0-9]{1,18}$")
 
@@ -82,6 +82,61 @@ def parse_bbox(text: str, bbox_crs: CrsRef) -> tuple[float, float, float, float]
                 f"bbox {text!r} lies outside the area where {bbox_crs.uri} is defined"
             )
     return minx, miny, maxx, maxy
+
+
+# Radius of the sphere with the WGS84 ellipsoid's area (km).
+_AUTHALIC_KM = 6371.0072
+
+
+def _lonlat_box_km2(west: float, south: float, east: float, north: float) -> float:
+    """A lon/lat box on the authalic sphere: exact for its parallels and meridians, and right
+    for the whole world too (a ring around the globe is no polygon for a geodesic area)."""
+    band = math.sin(math.radians(north)) - math.sin(math.radians(south))
+    return _AUTHALIC_KM**2 * math.radians(east - west) * band
+
+
+def bbox_area_km2(bbox: tuple[float, float, float, float], bbox_crs: CrsRef) -> float:
+    """The area a bbox covers on the ground, in km², whatever its CRS.
+
+    A lon/lat bbox is measured as such. A projected one is densified (64 points a side), taken
+    to lon/lat and measured as a geodesic polygon on WGS84, so map-projection scale (Web
+    Mercator's, say) does not count.
+    """
+    minx, miny, maxx, maxy = bbox
+    if bbox_crs.kind in ("crs84", "gcj02") or bbox_crs.same_as_storage:
+        return _lonlat_box_km2(minx, miny, maxx, maxy)
+    from pyproj import Geod
+
+    t = np.linspace(0.0, 1.0, 64, endpoint=False)
+    xs = np.concatenate(
+        [minx + (maxx - minx) * t, np.full(64, maxx), maxx - (maxx - minx) * t, np.full(64, minx)]
+    )
+    ys = np.concatenate(
+        [np.full(64, miny), miny + (maxy - miny) * t, np.full(64, maxy), maxy - (maxy - miny) * t]
+    )
+    lonlat = to_wgs84_xy(np.column_stack([xs, ys]), bbox_crs)
+    lon, lat = lonlat[:, 0], lonlat[:, 1]
+    if (np.abs(np.diff(lon)) > 180).any():  # wraps the antimeridian: as wide as the globe
+        return _lonlat_box_km2(-180.0, float(lat.min()), 180.0, float(lat.max()))
+    area, _ = Geod(ellps="WGS84").polygon_area_perimeter(lon, lat)
+    # The ring runs counter-clockwise; a signed area comes back within +-half the globe, so
+    # a negative one is a box larger than half the globe.
+    if area < 0:
+        area += 4 * math.pi * (_AUTHALIC_KM * 1e3) ** 2
+    return float(area) / 1e6
+
+
+def check_bbox_area(
+    bbox: tuple[float, float, float, float], bbox_crs: CrsRef, max_km2: float
+) -> None:
+    """Refuse a bbox larger than one items request may cover (the limit is in the message)."""
+    area = bbox_area_km2(bbox, bbox_crs)
+    if area > max_km2:
+        raise LimitExceeded(
+            f"the bbox covers {area:,.0f} km², more than the limit of {max_km2:,g} km² of one "
+            "items request (TWIN_ITEMS_MAX_BBOX_KM2): ask for a smaller area, or split it into "
+            "several boxes"
+        )
 
 
 def parse_datetime(text: str) -> tuple[datetime | None, datetime | None]:

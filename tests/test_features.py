@@ -158,7 +158,7 @@ def test_single_feature_and_its_links(client, stations):
         ("/collections/stations/items?bbox=1,2,3", 400, "invalid-parameter", "malformed"),
         ("/collections/stations/items?bbox=a,b,c,d", 400, "invalid-parameter", "malformed"),
         ("/collections/stations/items?bbox=117,32,116,31", 400, "invalid-parameter", "inverted"),
-        ("/collections/stations/items?limit=5000", 400, "limit-exceeded", "cap of 1000"),
+        ("/collections/stations/items?limit=5000", 422, "limit-exceeded", "cap of 1000"),
         ("/collections/stations/items?limit=0", 400, "invalid-parameter", "at least 1"),
         ("/collections/stations/items?offset=ten", 400, "invalid-parameter", "offset"),
         ("/collections/stations/items?offset=-1", 400, "invalid-parameter", "offset"),

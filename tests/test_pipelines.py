@@ -559,7 +559,7 @@ def test_conflicts_list_pipes_above_the_dig_depth_with_their_owners(client):
                 "coordinates": [[[116.5, 31.7], [116.6, 31.7], [116.6, 31.8], [116.5, 31.7]]],
             },
             {},
-            400,
+            422,
             "limit",
         ),
         (

@@ -338,7 +338,7 @@ def test_an_empty_geometry_is_refused(client):
 
 def test_an_area_over_the_limit_is_refused_naming_the_limit(client):
     big = [(116.4, 31.7), (116.5, 31.7), (116.5, 31.8), (116.4, 31.8), (116.4, 31.7)]
-    message = error_of(client, "/query/within", {"geometry": polygon(big)})
+    message = error_of(client, "/query/within", {"geometry": polygon(big)}, status=422)
     assert "25 km²" in message and "TWIN_QUERY_MAX_AREA_KM2" in message
 
 
@@ -387,7 +387,9 @@ def test_buffer_distance_must_be_positive_and_capped(client):
     point = {"type": "Point", "coordinates": [116.538, 31.763]}
     message = error_of(client, "/query/buffer", {"geometry": point, "distance_m": 0})
     assert "more than 0" in message
-    message = error_of(client, "/query/buffer", {"geometry": point, "distance_m": 50_000})
+    message = error_of(
+        client, "/query/buffer", {"geometry": point, "distance_m": 50_000}, status=422
+    )
     assert "5000 m" in message and "TWIN_QUERY_MAX_BUFFER_M" in message
     message = error_of(client, "/query/buffer", {"geometry": point})
     assert "distance_m" in message

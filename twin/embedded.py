@@ -108,6 +108,9 @@ def _has_postgis(bindir: Path, share_root: Path) -> bool:
 
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As PostgreSQL binds: a port whose closed client connections linger in TIME_WAIT after
+        # a stop is free, so a restarted cluster keeps its port and its clients reconnect.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

@@ -88,3 +88,21 @@ class SetupError(TwinError):
     """Something missing on the machine (a package, a binary, a permission)."""
 
     code = "setup"
+
+
+class PayloadTooLarge(TwinError):
+    """A request body over its size limit (413)."""
+
+    code = "payload-too-large"
+
+
+class StatementTimeout(TwinError):
+    """A statement that ran past the statement timeout and was cancelled (504)."""
+
+    code = "statement-timeout"
+
+
+class ServerBusy(TwinError):
+    """Every database connection in use for longer than a request may wait for one (503)."""
+
+    code = "busy"

@@ -154,7 +154,7 @@ class AuthSettings(BaseSettings):
     auth_layers_claim: str = Field(default="layers", description="Claim: granted layers")
     auth_role_map: dict[str, str] = Field(
         default_factory=dict,
-        description="Claim values to roles, e.g. {\"gis-admins\": \"admin\"} (JSON)",
+        description='Claim values to roles, e.g. {"gis-admins": "admin"} (JSON)',
     )
     auth_key_cache_seconds: float = Field(
         default=5.0, ge=0, description="How long a checked API key is trusted before re-reading"
@@ -164,6 +164,33 @@ class AuthSettings(BaseSettings):
     )
     rate_limit_anonymous_per_minute: int = Field(
         default=6000, ge=0, description="Requests per minute per anonymous client address"
+    )
+
+
+class LimitSettings(BaseSettings):
+    """What one request may ask of the server, and how long it waits for the database.
+
+    The page size cap (``items_max_limit``), the statement timeout (``statement_timeout_ms``),
+    the pool size and the batch limits of single routes live with their own concern.
+    """
+
+    model_config = _CONFIG
+
+    max_body_mb: float = Field(
+        default=16.0, gt=0, description="Largest request body in MiB (413 over it)"
+    )
+    max_bulk_body_mb: float = Field(
+        default=256.0,
+        gt=0,
+        description="Largest body in MiB of the bulk routes (POST /grid/locate: points files)",
+    )
+    items_max_bbox_km2: float = Field(
+        default=10_000.0, gt=0, description="Largest bbox of one items request, in km² (422)"
+    )
+    pool_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a request waits for a free database connection (then 503)",
     )
 
 
@@ -180,6 +207,7 @@ class Settings(BaseSettings):
     rasters: RasterSettings = Field(default_factory=RasterSettings)
     query: QuerySettings = Field(default_factory=QuerySettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
 
     @property
     def raster_dir(self) -> Path:

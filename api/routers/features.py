@@ -157,7 +157,10 @@ def _items_query(
     if limit < 1:
         raise InvalidParameter("limit must be at least 1")
     if limit > max_limit:
-        raise LimitExceeded(f"limit {limit} is over the cap of {max_limit} items per page")
+        raise LimitExceeded(
+            f"limit {limit} is over the cap of {max_limit} items per page "
+            "(TWIN_ITEMS_MAX_LIMIT): page through with offset, or follow the 'next' links"
+        )
     if not 0 <= offset <= MAX_OFFSET:
         raise InvalidParameter(f"offset must be between 0 and {MAX_OFFSET}")
     out_crs = parse_crs(crs) if crs else parse_crs("CRS84")
@@ -169,6 +172,7 @@ def _items_query(
     q = feat.ItemsQuery(limit=limit, offset=offset, crs=out_crs, bbox_crs=in_crs)
     if bbox is not None:
         q.bbox = feat.parse_bbox(bbox, in_crs)
+        feat.check_bbox_area(q.bbox, in_crs, cfg.limits.items_max_bbox_km2)
     if datetime_ is not None:
         q.datetime = feat.parse_datetime(datetime_)
     if properties is not None:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from api.deps import READ_ONLY, Catalog, catalog, connection, principal
+from api.limits import check_batch
 from grid import discrete
 from grid import stats as grid_stats_mod
 from grid.beidou import level_of
@@ -137,13 +138,17 @@ async def locate_many(
         body += piece
     if not body.strip():
         raise InvalidData("the body holds no points")
-    index = await grid_index(request, conn)
+    most = request.app.state.settings.grid.locate_max_points
     if kind.endswith("json"):
         features, xy = _geojson_points(bytes(body))
+        check_batch(len(features), most, "points", "TWIN_LOCATE_MAX_POINTS")
+        index = await grid_index(request, conn)
         return StreamingResponse(
             _geojson_answer(features, xy, index, crs), media_type="application/geo+json"
         )
     blocks = _csv_blocks(bytes(body))
+    check_batch(sum(t.num_rows for t in blocks), most, "points", "TWIN_LOCATE_MAX_POINTS")
+    index = await grid_index(request, conn)
     return StreamingResponse(_csv_answer(blocks, index, crs), media_type="text/csv")
 
 
