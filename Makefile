@@ -6,7 +6,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test system venv viewer lint bench-import bench-locate bench-isolation bench-raster clean
+.PHONY: demo test system venv viewer lint bench-import bench-locate bench-isolation bench-raster bench-tiles soak clean
 
 system:
 	@scripts/ensure-system
@@ -65,6 +65,22 @@ bench-raster: venv
 	@scripts/ensure-system
 	$(BIN)/pip install -q $(TITILER_PINS)
 	$(BIN)/python bench/raster_bench.py
+
+# tipg, the peer of the vector tile benchmark, goes into the venv for the benchmark only (it is no
+# dependency of citytwin). tipg 1.6.1 takes our fastapi, starlette, pydantic, cql2 and morecantile
+# as they are: pip adds tipg and the five below, pinned, and changes nothing already installed.
+TIPG_PINS := tipg==1.6.1 asyncpg==0.32.0 ciso8601==2.4.1 cramjam==2.11.0 orjson==3.13.0 \
+	starlette-cramjam==0.7.0
+
+bench-tiles: venv
+	@scripts/ensure-system
+	$(BIN)/pip install -q $(TIPG_PINS)
+	$(BIN)/python bench/tiles_bench.py
+
+# A bounded soak of twin serve (20,000 mixed requests, 8 clients): statuses, latency, memory.
+soak: venv
+	@scripts/ensure-system
+	$(BIN)/python bench/soak.py
 
 clean:
 	-$(BIN)/twin db stop

@@ -16,9 +16,7 @@ from twin import audit
 from twin.auth import INSERT_KEY, KEY_COLUMNS, KEY_ROLES, Principal, check_role, new_key
 from twin.errors import InvalidParameter, NotFound
 
-router = APIRouter(
-    prefix="/admin", tags=["Administration"], dependencies=[Depends(needs("admin"))]
-)
+router = APIRouter(prefix="/admin", tags=["Administration"], dependencies=[Depends(needs("admin"))])
 Conn = Annotated[psycopg.AsyncConnection, Depends(connection)]
 
 
