@@ -92,7 +92,10 @@ def _document_limits(app: FastAPI, settings: Settings) -> None:
     build = app.openapi
 
     def openapi() -> dict:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
         schema = build()
+        _document_errors(schema)
         for path, ops in schema.get("paths", {}).items():
             if not path.endswith("/items"):
                 continue
@@ -107,3 +110,38 @@ def _document_limits(app: FastAPI, settings: Settings) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+# Every error leaves as {"code", "message"} (api/errors.py); FastAPI's own 422 body is never sent.
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["code", "message"],
+    "properties": {
+        "code": {"type": "string", "description": "Stable, e.g. not-found, limit-exceeded"},
+        "message": {"type": "string", "description": "What went wrong and what to fix"},
+    },
+}
+ERROR_STATUSES = {
+    "400": "Bad request: the message says which parameter and why",
+    "401": "Missing or unusable credentials",
+    "403": "Credentials without the grant",
+    "404": "Not found (or not readable with these credentials)",
+    "413": "Request body over the limit",
+    "422": "Over a limit (page size, area, batch), or content that cannot be used",
+    "429": "Rate limit reached; see Retry-After",
+    "503": "Database unavailable or busy; try again",
+    "504": "Statement timeout",
+}
+
+
+def _document_errors(schema: dict) -> None:
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Error"] = ERROR_SCHEMA
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for ops in schema.get("paths", {}).values():
+        for op in ops.values():
+            responses = op.setdefault("responses", {})
+            for status, text in ERROR_STATUSES.items():
+                responses[status] = {"description": text, "content": ref}
