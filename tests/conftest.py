@@ -95,6 +95,30 @@ def app_client(settings: Settings, role: str | None = "admin") -> Iterator[TestC
 
 
 @pytest.fixture(scope="session")
+def sample_city(tmp_path_factory) -> Path:
+    """The demo's sample city (seed 42), generated once per session; suites load it into
+    databases of their own with ``load_city``."""
+    from sample_data import generate
+
+    folder = tmp_path_factory.mktemp("sample-city")
+    generate(folder, seed=42, scale=1.0)
+    return folder
+
+
+def load_city(url: str, folder: Path, raster_dir: Path) -> Settings:
+    """The sample city at ``folder`` loaded into the database at ``url`` through the demo's
+    own path (grid, components, pipes, imagery with its change set, plain layers)."""
+    from sample_data.load import load_sample_city
+
+    settings = settings_for(url)
+    settings.rasters.raster_dir = raster_dir
+    with psycopg.connect(url) as conn:
+        load_sample_city(conn, folder, settings)
+        conn.commit()
+    return settings
+
+
+@pytest.fixture(scope="session")
 def pg_url(server_url: str) -> Iterator[str]:
     """A fresh, migrated database for this test session (modules may take their own)."""
     with fresh_database(server_url) as url:

@@ -16,9 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from sample_data import generate
-from sample_data.load import load_sample_city
-from tests.conftest import fresh_database, make_key, settings_for
+from tests.conftest import fresh_database, load_city, make_key, settings_for
 from twin.auth import BAD_CREDENTIALS
 
 CITY_MGMT = "34150202"  # 金安区城市管理局: 主管部门 of lamps, covers, ...
@@ -34,12 +32,10 @@ def tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def city(server_url, tmp_path_factory):
+def city(server_url, sample_city, tmp_path_factory):
     with fresh_database(server_url) as url:
-        folder = tmp_path_factory.mktemp("city")
-        generate(folder, seed=42, scale=1.0)
+        load_city(url, sample_city, tmp_path_factory.mktemp("rasters"))
         with psycopg.connect(url) as conn:
-            load_sample_city(conn, folder, settings_for(url))
             # Water is for viewers and up, gas for editors and up, imagery for viewers.
             conn.execute(
                 "UPDATE twin.layers SET read_role = 'viewer' "

@@ -14,9 +14,7 @@ import psycopg
 import pytest
 
 from api.app import create_app
-from sample_data import generate
-from sample_data.load import load_sample_city
-from tests.conftest import app_client, fresh_database, settings_for
+from tests.conftest import app_client, fresh_database, load_city, settings_for
 from twin.errors import SetupError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,12 +46,8 @@ def pg_url(server_url):
 
 
 @pytest.fixture(scope="module")
-def city(pg_url, tmp_path_factory) -> str:
-    folder = tmp_path_factory.mktemp("city")
-    generate(folder, seed=42, scale=1.0)
-    with psycopg.connect(pg_url) as conn:
-        load_sample_city(conn, folder, settings_for(pg_url))
-        conn.commit()
+def city(pg_url, sample_city, tmp_path_factory) -> str:
+    load_city(pg_url, sample_city, tmp_path_factory.mktemp("rasters"))
     return pg_url
 
 

@@ -13,14 +13,12 @@ import pytest
 import rasterio
 import rasterio.features
 import shapely
-from conftest import app_client, fresh_database, settings_for
+from conftest import app_client, fresh_database, load_city
 from pyproj import Geod
 
 from layers.query import service
 from layers.query.plan import run_sync
-from sample_data import generate
-from sample_data.load import load_sample_city
-from twin.settings import QuerySettings, RasterSettings, Settings
+from twin.settings import QuerySettings, Settings
 
 GK = "EPSG:4548"  # CGCS2000 Gauss-Krüger, CM 117E: the sample city's metric CRS
 # An irregular pentagon across several communities of the sample city (lon, lat).
@@ -46,22 +44,14 @@ def pg_url(server_url):
 
 
 @pytest.fixture(scope="module")
-def city(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("city")
-    generate(folder, seed=42, scale=1.0)
-    return folder
+def city(sample_city) -> Path:
+    return sample_city
 
 
 @pytest.fixture(scope="module")
 def settings(pg_url, city, tmp_path_factory) -> Settings:
-    """The whole sample city loaded through the demo's own path (grid, components, pipes,
-    imagery with its change set, buildings and the other plain layers)."""
-    settings = settings_for(pg_url)
-    settings.rasters = RasterSettings(raster_dir=tmp_path_factory.mktemp("rasters"))
-    with psycopg.connect(pg_url) as conn:
-        load_sample_city(conn, city, settings)
-        conn.commit()
-    return settings
+    """The whole sample city loaded through the demo's own path."""
+    return load_city(pg_url, city, tmp_path_factory.mktemp("rasters"))
 
 
 @pytest.fixture(scope="module")

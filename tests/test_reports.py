@@ -12,17 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import openpyxl
-import psycopg
 import pypdf
 import pytest
-from conftest import app_client, fresh_database, settings_for
+from conftest import app_client, fresh_database, load_city
 from PIL import Image
 from typer.testing import CliRunner
 
-from sample_data import generate
-from sample_data.load import load_sample_city
 from twin.cli import app
-from twin.settings import RasterSettings, Settings
+from twin.settings import Settings
 
 COMMUNITY = "341502001001"
 COMMUNITY_NAME = "新华社区"
@@ -37,15 +34,8 @@ def pg_url(server_url):
 
 
 @pytest.fixture(scope="module")
-def settings(pg_url, tmp_path_factory) -> Settings:
-    city = tmp_path_factory.mktemp("city")
-    generate(city, seed=42, scale=1.0)
-    settings = settings_for(pg_url)
-    settings.rasters = RasterSettings(raster_dir=tmp_path_factory.mktemp("rasters"))
-    with psycopg.connect(pg_url) as conn:
-        load_sample_city(conn, city, settings)
-        conn.commit()
-    return settings
+def settings(pg_url, sample_city, tmp_path_factory) -> Settings:
+    return load_city(pg_url, sample_city, tmp_path_factory.mktemp("rasters"))
 
 
 @pytest.fixture(scope="module")
