@@ -51,23 +51,37 @@ class TileKey:
         return cls(access, scope, z, x, y, variant)
 
 
-@dataclass(frozen=True)
-class CachedTile:
-    """A tile as served: gzip-compressed once when it is worth it (clients that do not take
-    gzip get it inflated), so a cache hit costs no compression."""
+GZIP_MIN_BYTES = 1024  # smaller tiles travel as they are
 
-    data: bytes
-    etag: str
+
+class CachedTile:
+    """A tile as served, with its ETag. Its gzip form is made at most once, and only when a
+    client takes gzip (a kept tile is compressed once for every later hit)."""
+
+    __slots__ = ("_gz", "_plain", "etag")
+
+    def __init__(self, plain: bytes | None, etag: str, gz: bytes | None = None) -> None:
+        self._plain, self._gz, self.etag = plain, gz, etag
 
     @property
-    def gzipped(self) -> bool:
-        return self.data[:2] == _GZIP_MAGIC  # an MVT starts with 0x1a, a layer
+    def data(self) -> bytes:
+        if self._plain is None:
+            assert self._gz is not None
+            self._plain = gzip.decompress(self._gz)
+        return self._plain
 
-    def plain(self) -> bytes:
-        return gzip.decompress(self.data) if self.gzipped else self.data
+    @property
+    def compressible(self) -> bool:
+        return self._gz is not None or len(self.data) > GZIP_MIN_BYTES
 
+    def gzipped(self) -> bytes:
+        if self._gz is None:
+            self._gz = gzip.compress(self.data, compresslevel=5, mtime=0)
+        return self._gz
 
-_GZIP_MAGIC = b"\x1f\x8b"
+    @property
+    def size(self) -> int:
+        return len(self._plain or b"") + len(self._gz or b"")
 
 
 def etag_of(data: bytes) -> str:
@@ -75,9 +89,7 @@ def etag_of(data: bytes) -> str:
 
 
 def pack(data: bytes) -> CachedTile:
-    """The tile to keep and serve: compressed when over 1 kB, with the ETag of its content."""
-    body = gzip.compress(data, compresslevel=5, mtime=0) if len(data) > 1024 else data
-    return CachedTile(body, etag_of(data))
+    return CachedTile(data, etag_of(data))
 
 
 def tile_box(z: int, x: int, y: int, margin: float) -> Box:
@@ -159,11 +171,13 @@ class MemoryCache:
     ) -> CachedTile:
         tile = pack(data)
         names = tuple(collections)
-        if await self.generations(names) != seen or len(tile.data) > self.max_bytes:
+        if await self.generations(names) != seen or len(data) > self.max_bytes:
             return tile  # an edit landed while it was rendered: serve it, do not keep it
+        if tile.compressible:
+            tile.gzipped()  # once, here, rather than on a later hit
         self._drop(key)
         self._tiles[key] = (tile, names)
-        self.size += len(tile.data)
+        self.size += tile.size
         for name in names:
             self._by_collection.setdefault(name, set()).add(key)
         while self.size > self.max_bytes:
@@ -174,7 +188,7 @@ class MemoryCache:
         entry = self._tiles.pop(key, None)
         if entry is None:
             return
-        self.size -= len(entry[0].data)
+        self.size -= entry[0].size
         for name in entry[1]:
             self._by_collection.get(name, set()).discard(key)
 
@@ -211,8 +225,10 @@ class RedisCache:
         if data is None:
             return None
         raw = data if isinstance(data, bytes) else str(data).encode()
-        tile = CachedTile(raw, "")
-        return CachedTile(raw, etag_of(tile.plain()))
+        if raw[:2] == b"\x1f\x8b":  # kept compressed (see put); an MVT starts with 0x1a
+            tile = CachedTile(None, "", raw)
+            return CachedTile(None, etag_of(tile.data), raw)
+        return CachedTile(raw, etag_of(raw))
 
     async def generations(self, collections: Iterable[str]) -> tuple[int, ...]:
         names = list(collections)
@@ -229,8 +245,9 @@ class RedisCache:
         if await self.generations(names) != seen:
             return tile
         text = key.text()
+        body = tile.gzipped() if tile.compressible else tile.data
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._k("tile", text), tile.data)
+            pipe.set(self._k("tile", text), body)
             for name in names:
                 pipe.sadd(self._k("tiles-of", name), text)
             await pipe.execute()

@@ -129,7 +129,7 @@ async def cached_tile(
     if not tile.data:
         # An empty tile: 204 tells clients there is nothing here without a body to decode.
         return Response(status_code=204, headers=headers)
-    if tile.gzipped and "gzip" in request.headers.get("accept-encoding", ""):
-        headers["Content-Encoding"] = "gzip"  # compressed once, when it was cached
-        return Response(tile.data, media_type=MVT, headers=headers)
-    return Response(tile.plain(), media_type=MVT, headers=headers)
+    if tile.compressible and "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"  # made once per kept tile, not per hit
+        return Response(tile.gzipped(), media_type=MVT, headers=headers)
+    return Response(tile.data, media_type=MVT, headers=headers)
