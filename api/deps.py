@@ -17,7 +17,7 @@ from layers.registry import Layer, list_layers_async
 from tiles.cache import NoCache, TileCache
 from tiles.composite import MapTiles, build_map_tiles
 from tiles.maps import MapDef, get_map
-from tiles.mvt import LayerTiles
+from tiles.mvt import MERCATOR_COLUMN, LayerTiles
 from twin.auth import ANONYMOUS, Principal
 from twin.errors import NotFound, SetupError, TwinError
 from twin.settings import Settings
@@ -41,6 +41,7 @@ class Catalog:
     cache: TileCache = field(default_factory=NoCache)
     map_tiles: dict[str, MapTiles] = field(default_factory=dict)
     map_errors: dict[str, str] = field(default_factory=dict)
+    stored: frozenset[str] = frozenset()  # layers whose table keeps a Web Mercator copy
     _map_views: dict[tuple[str, str], MapTiles] = field(default_factory=dict)
     _loaded_at: float = 0.0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -53,9 +54,13 @@ class Catalog:
             changed = {
                 n for n in fresh.keys() | self.layers.keys() if fresh.get(n) != self.layers.get(n)
             }
+            if changed:
+                self.stored = await _stored_mercator(conn)
             for name, layer in fresh.items():
                 if name in changed or name not in self.tiles:
-                    self.tiles[name] = LayerTiles.build(layer, self.settings.tiles)
+                    self.tiles[name] = LayerTiles.build(
+                        layer, self.settings.tiles, name in self.stored
+                    )
             for gone in set(self.tiles) - set(fresh):
                 del self.tiles[gone]
             self.layers = fresh
@@ -70,7 +75,7 @@ class Catalog:
         for map_id, map_def in self.maps.items():
             try:
                 self.map_tiles[map_id] = await build_map_tiles(
-                    conn, map_def, self.layers, self.settings.tiles
+                    conn, map_def, self.layers, self.settings.tiles, self.stored
                 )
             except TwinError as exc:
                 self.map_errors[map_id] = exc.message
@@ -97,6 +102,20 @@ class Catalog:
 
     def visible(self, who: Principal) -> list[Layer]:
         return [layer for layer in self.layers.values() if can_read(who, layer)]
+
+
+async def _stored_mercator(conn: psycopg.AsyncConnection) -> frozenset[str]:
+    """The published layers whose table or view has the Web Mercator column of tiles."""
+    cur = await conn.execute(
+        """
+        SELECT l.name FROM twin.layers l
+        JOIN information_schema.columns c
+          ON c.table_schema = l.schema_name AND c.table_name = l.table_name
+        WHERE c.column_name = %s
+        """,
+        [MERCATOR_COLUMN],
+    )
+    return frozenset(r[0] for r in await cur.fetchall())
 
 
 async def connection(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:

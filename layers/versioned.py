@@ -87,7 +87,7 @@ async def history(conn: psycopg.AsyncConnection, vt: VersionedTable, fid: int) -
     """Every replaced state of a row, oldest first, then the current one."""
     cur = await conn.execute(
         sql.SQL(
-            "SELECT version, updated_at, to_jsonb(t) - 'geom' || jsonb_build_object("
+            "SELECT version, updated_at, to_jsonb(t) - 'geom' - 'geom_3857' || jsonb_build_object("
             "'geom', ST_AsGeoJSON(geom)::jsonb) FROM {} t WHERE id = %s AND {}"
         ).format(vt.ident(vt.table), sql.SQL(vt.scope)),
         [fid],

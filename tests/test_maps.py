@@ -463,3 +463,20 @@ def test_replicas_share_the_redis_cache_and_its_invalidation(city, redis_url):
         ]
         assert mine[0]["properties"]["status"] == "丢失"
         assert two.get(far).headers["x-tile-cache"] == "hit"
+
+
+def test_components_are_tiled_from_their_stored_web_mercator_copy(client, city):
+    assert "components" in client.app.state.catalog.stored
+    x, y = tile_of(116.535, 31.76, 17)
+    r = client.get(f"/collections/components/tiles/WebMercatorQuad/17/{x}/{y}")
+    shown = {f["id"] for f in mapbox_vector_tile.decode(r.content)["components"]["features"]}
+    with psycopg.connect(city) as conn:
+        rows = conn.execute(
+            "SELECT fid FROM twin.components_current WHERE ST_Intersects("
+            "ST_Transform(geom, 3857), ST_TileEnvelope(17, %s, %s, margin => 64.0 / 4096))",
+            [x, y],
+        ).fetchall()
+        fid = rows[0][0]
+    assert shown == {r[0] for r in rows}
+    history = client.get(f"/collections/components/items/{fid}/history").json()
+    assert all("geom_3857" not in v["state"] for v in history["versions"])

@@ -30,6 +30,7 @@ class Part:
     spec: MapLayer
     layer: Layer
     where: sql.Composable | None
+    stored: bool = False  # the table keeps a Web Mercator copy of its geometry
 
 
 @dataclass
@@ -76,7 +77,12 @@ class MapTiles:
                 fields = spec.properties
                 pieces.append(
                     features_sql(
-                        part.layer, self.settings, name=spec.id, fields=fields, where=part.where
+                        part.layer,
+                        self.settings,
+                        name=spec.id,
+                        fields=fields,
+                        where=part.where,
+                        stored=part.stored,
                     )
                 )
             elif mode == "cells":
@@ -87,6 +93,7 @@ class MapTiles:
                         name=spec.cells_id,
                         by=spec.aggregate_by,
                         where=part.where,
+                        stored=part.stored,
                     )
                 )
         if not pieces:
@@ -146,6 +153,7 @@ async def build_map_tiles(
     map_def: MapDef,
     layers: dict[str, Layer],
     settings: TileSettings,
+    stored: frozenset[str] = frozenset(),
 ) -> MapTiles:
     """Bind a map to the collections published now; layers whose collection is absent (a
     network not imported yet) are left out and listed."""
@@ -157,5 +165,6 @@ async def build_map_tiles(
             missing.append(spec.id)
             continue
         _check_fields(spec, layer, map_def.id)
-        parts.append(Part(spec, layer, await _where(conn, spec, layer, map_def.id)))
+        where = await _where(conn, spec, layer, map_def.id)
+        parts.append(Part(spec, layer, where, layer.name in stored))
     return MapTiles(map_def, parts, settings, missing)

@@ -2,7 +2,9 @@
 
 Each layer's statement is built once (``LayerTiles``) and executed with only z/x/y bound, so
 psycopg prepares it server-side after a few uses. The spatial filter runs in the table's own
-SRID (4326) against the tile envelope transformed once per tile, so the GiST index is used.
+SRID (4326) against the tile envelope transformed once per tile, so the GiST index is used. A
+table that keeps a Web Mercator copy of its geometry (``geom_3857``, indexed: the components)
+is filtered and drawn from that copy instead, with no transformation per feature.
 """
 
 from __future__ import annotations
@@ -41,13 +43,16 @@ def _attribute(field_name: str, field_type: str) -> sql.Composable:
     return sql.SQL("{}::text AS {}").format(col, col)
 
 
-def _geometry(layer: Layer) -> sql.Composable:
+MERCATOR_COLUMN = "geom_3857"
+
+
+def _geometry(layer: Layer, stored: bool = False) -> sql.Composable:
     """The geometry in Web Mercator; lines and polygons simplified to one tile unit.
 
     ST_AsMVTGeom snaps to the tile grid anyway; simplifying first to the same tolerance
     drops the vertices that snapping would merge, so low zooms do less work.
     """
-    mercator = sql.SQL("ST_Transform(t.geom, 3857)")
+    mercator = sql.SQL("t.geom_3857" if stored else "ST_Transform(t.geom, 3857)")
     if "Point" in layer.geometry_type:
         return mercator
     return sql.SQL("ST_Simplify({}, {} / ({} * 2 ^ %(z)s), true)").format(
@@ -62,6 +67,7 @@ def _geometry(layer: Layer) -> sql.Composable:
 BOUNDS_CTE = """
     bounds AS (
         SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS mercator,
+               ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => {margin}) AS buffered,
                ST_Transform(ST_Intersection(
                    ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => {margin}),
                    ST_TileEnvelope(0, 0, 0)), 4326) AS storage
@@ -72,6 +78,10 @@ def bounds_cte(margin: float) -> sql.Composed:
     return sql.SQL(BOUNDS_CTE).format(margin=sql.Literal(margin))
 
 
+def _in_tile(stored: bool) -> sql.Composable:
+    return sql.SQL("t.geom_3857 && bounds.buffered" if stored else "t.geom && bounds.storage")
+
+
 def features_sql(
     layer: Layer,
     settings: TileSettings,
@@ -79,13 +89,15 @@ def features_sql(
     name: str | None = None,
     fields: list[str] | None = None,
     where: sql.Composable | None = None,
+    stored: bool = False,
 ) -> sql.Composed:
     """One layer's MVT layer (bytea, never NULL) over the ``bounds`` CTE, with z/x/y/extent as
-    named parameters: the layer's features, or those ``where`` selects, with ``fields``."""
+    named parameters: the layer's features, or those ``where`` selects, with ``fields``;
+    ``stored``: the table has a Web Mercator copy of its geometry."""
     chosen = [f for f in layer.fields if fields is None or f.name in fields]
     cols = [_attribute(f.name, f.type) for f in chosen]
     select = sql.SQL(", ").join([sql.SQL("t.fid"), *cols])
-    condition: sql.Composable = sql.SQL("t.geom && bounds.storage")
+    condition: sql.Composable = _in_tile(stored)
     if where is not None:
         condition = sql.SQL("{} AND ({})").format(condition, where)
     return sql.SQL(
@@ -102,7 +114,7 @@ def features_sql(
     ).format(
         name=sql.Literal(name or layer.name),
         select=select,
-        geom=_geometry(layer),
+        geom=_geometry(layer, stored),
         buffer=sql.Literal(settings.tile_buffer),
         table=sql.Identifier(layer.schema_name, layer.table_name),
         condition=condition,
@@ -117,6 +129,7 @@ def cells_sql(
     name: str,
     by: str | None = None,
     where: sql.Composable | None = None,
+    stored: bool = False,
 ) -> sql.Composed:
     """A point layer as counts per cell: the tile cut into ``tile_cells`` × ``tile_cells``
     cells, one point per non-empty cell at the mean position of its points, with ``count``
@@ -126,7 +139,7 @@ def cells_sql(
     reach one whole cell beyond the tile (``cell_margin``) so that the cells drawn in the buffer
     are complete and agree with the neighbouring tile's.
     """
-    condition: sql.Composable = sql.SQL("t.geom && bounds.storage")
+    condition: sql.Composable = _in_tile(stored)
     if where is not None:
         condition = sql.SQL("{} AND ({})").format(condition, where)
     key = sql.SQL("coalesce(t.{}::text, '')").format(sql.Identifier(by)) if by else sql.SQL("''")
@@ -141,7 +154,7 @@ def cells_sql(
                 FROM (
                     SELECT floor(ST_X(p.m) / c.size) AS cx, floor(ST_Y(p.m) / c.size) AS cy,
                            p.k, count(*) AS n, sum(ST_X(p.m)) AS sx, sum(ST_Y(p.m)) AS sy
-                    FROM (SELECT ST_Transform(t.geom, 3857) AS m, {key} AS k
+                    FROM (SELECT {mercator} AS m, {key} AS k
                           FROM {table} AS t, bounds WHERE {condition}) AS p,
                          (SELECT {equator} / (2 ^ %(z)s * {cells}) AS size) AS c
                     GROUP BY 1, 2, 3
@@ -153,6 +166,7 @@ def cells_sql(
         """
     ).format(
         name=sql.Literal(name),
+        mercator=_geometry(layer, stored),
         outer=sql.SQL("a.count, a.counts" if by else "a.count"),
         breakdown=breakdown,
         buffer=sql.Literal(settings.tile_buffer),
@@ -177,9 +191,10 @@ class LayerTiles:
     query: sql.Composed
 
     @classmethod
-    def build(cls, layer: Layer, settings: TileSettings) -> LayerTiles:
+    def build(cls, layer: Layer, settings: TileSettings, stored: bool = False) -> LayerTiles:
         margin = settings.tile_buffer / settings.tile_extent
-        query = sql.SQL("WITH {} {}").format(bounds_cte(margin), features_sql(layer, settings))
+        body = features_sql(layer, settings, stored=stored)
+        query = sql.SQL("WITH {} {}").format(bounds_cte(margin), body)
         return cls(layer, query)
 
     async def render(
