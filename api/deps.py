@@ -103,6 +103,20 @@ class Catalog:
     def visible(self, who: Principal) -> list[Layer]:
         return [layer for layer in self.layers.values() if can_read(who, layer)]
 
+    def networks(self, who: Principal) -> tuple[list[str], list[str]]:
+        """Every pipe network, and those ``who`` may read: a network is as readable as its
+        pipes collection (the view ``twin.pipes_<network>`` the network store publishes)."""
+        pipes = [
+            layer
+            for layer in self.layers.values()
+            if layer.schema_name == "twin" and layer.table_name.startswith("pipes_")
+        ]
+        every = sorted(layer.table_name.removeprefix("pipes_") for layer in pipes)
+        readable = sorted(
+            layer.table_name.removeprefix("pipes_") for layer in pipes if can_read(who, layer)
+        )
+        return every, readable
+
 
 async def _stored_mercator(conn: psycopg.AsyncConnection) -> frozenset[str]:
     """The published layers whose table or view has the Web Mercator column of tiles."""
@@ -160,9 +174,7 @@ async def query_scope(request: Request, conn: psycopg.AsyncConnection) -> Scope:
         layer = cat.layers.get(name)
         return layer is None or can_read(who, layer)
 
-    cur = await conn.execute("SELECT name FROM twin.pipe_networks ORDER BY name")
-    networks = [r[0] for r in await cur.fetchall()]
-    nets = [n for n in networks if readable(f"{n}_pipes")]
+    networks, nets = cat.networks(who)
     cur = await conn.execute("SELECT id, read_role FROM twin.raster_collections ORDER BY id")
     collections = await cur.fetchall()
     cols = [cid for cid, role in collections if raster_readable(who, role, cid)]

@@ -125,9 +125,3 @@ async def resolve_principal(
     else:
         auth.limiter.take(who.subject, auth.settings.rate_limit_per_minute)
     return who
-
-
-def caller(request: Request) -> Principal:
-    """The caller resolved for this request (anonymous outside the application's dependency,
-    e.g. in exception handlers)."""
-    return getattr(request.state, "principal", ANONYMOUS)

@@ -229,18 +229,23 @@ def set_access(
 ) -> Layer:
     """Change who may read and edit a layer; returns the layer as it is now."""
     layer = get_layer(conn, name)
+    check_access_roles(read_role, edit_role)
+    conn.execute(SET_ACCESS_SQL, [read_role, edit_role, clear_department, department, layer.name])
+    return get_layer(conn, name)
+
+
+# Who may read and edit a layer (None leaves a value as it is); for the CLI and the admin API.
+SET_ACCESS_SQL = """
+    UPDATE twin.layers SET read_role = coalesce(%s, read_role),
+           edit_role = coalesce(%s, edit_role),
+           department = CASE WHEN %s THEN NULL ELSE coalesce(%s, department) END,
+           updated_at = now()
+    WHERE name = %s RETURNING read_role, edit_role, department
+"""
+
+
+def check_access_roles(read_role: str | None, edit_role: str | None) -> None:
     if read_role is not None and read_role not in ("public", "viewer", "editor", "admin"):
         raise InvalidParameter(f"read role {read_role!r}: public, viewer, editor or admin")
     if edit_role is not None and edit_role not in ("editor", "admin"):
         raise InvalidParameter(f"edit role {edit_role!r}: editor or admin")
-    conn.execute(
-        """
-        UPDATE twin.layers SET read_role = coalesce(%s, read_role),
-               edit_role = coalesce(%s, edit_role),
-               department = CASE WHEN %s THEN NULL ELSE coalesce(%s, department) END,
-               updated_at = now()
-        WHERE name = %s
-        """,
-        [read_role, edit_role, clear_department, department, layer.name],
-    )
-    return get_layer(conn, name)

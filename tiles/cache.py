@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from tiles.mvt import cell_margin
 from twin.settings import TileSettings
 
 log = logging.getLogger(__name__)
@@ -226,8 +227,8 @@ class RedisCache:
             return None
         raw = data if isinstance(data, bytes) else str(data).encode()
         if raw[:2] == b"\x1f\x8b":  # kept compressed (see put); an MVT starts with 0x1a
-            tile = CachedTile(None, "", raw)
-            return CachedTile(None, etag_of(tile.data), raw)
+            plain = gzip.decompress(raw)
+            return CachedTile(plain, etag_of(plain), raw)
         return CachedTile(raw, etag_of(raw))
 
     async def generations(self, collections: Iterable[str]) -> tuple[int, ...]:
@@ -276,7 +277,7 @@ class RedisCache:
 def make_cache(settings: TileSettings) -> TileCache:
     # A cached tile shows what lies within the buffer, or within a whole aggregation cell
     # beyond the tile: an edit that far outside still changes it.
-    margin = max(settings.tile_buffer / settings.tile_extent, 1 / settings.tile_cells) * 1.01
+    margin = cell_margin(settings) * 1.01
     if settings.tile_cache == "off":
         return NoCache()
     if settings.tile_cache == "redis":

@@ -44,10 +44,6 @@ class MapTiles:
     _statements: dict[tuple[str | None, ...], sql.Composed | None] = field(default_factory=dict)
 
     @property
-    def collections(self) -> list[str]:
-        return sorted({p.layer.name for p in self.parts})
-
-    @property
     def data_version(self) -> str:
         """The data versions of every bound layer, in one short string for cache keys."""
         text = "|".join(sorted(f"{p.layer.name}:{p.layer.data_version}" for p in self.parts))
@@ -98,8 +94,10 @@ class MapTiles:
                 )
         if not pieces:
             return None
-        margin = cell_margin(self.settings) if "cells" in modes else None
-        margin = margin or self.settings.tile_buffer / self.settings.tile_extent
+        if "cells" in modes:
+            margin = cell_margin(self.settings)
+        else:
+            margin = self.settings.tile_buffer / self.settings.tile_extent
         joined = sql.SQL(" || ").join(sql.SQL("({})").format(p) for p in pieces)
         return sql.SQL("WITH {} SELECT {}").format(bounds_cte(margin), joined)
 

@@ -22,7 +22,7 @@ TMS_ID = "WebMercatorQuad"
 # Web Mercator equator length in metres: a tile unit at zoom z is this / (extent * 2**z).
 _EQUATOR = 40075016.68557849
 
-_MVT_TYPES = {"integer": "Number", "double": "Number", "boolean": "Boolean"}
+MVT_TYPES = {"integer": "Number", "double": "Number", "boolean": "Boolean"}
 
 
 def check_tile(z: int, x: int, y: int, max_zoom: int) -> None:
@@ -225,7 +225,7 @@ def tilejson(layer: Layer, tiles_url: str, settings: TileSettings) -> dict:
                 "description": layer.title,
                 "minzoom": 0,
                 "maxzoom": settings.tile_max_zoom,
-                "fields": {f.name: _MVT_TYPES.get(f.type, "String") for f in layer.fields},
+                "fields": {f.name: MVT_TYPES.get(f.type, "String") for f in layer.fields},
                 "geometry_type": layer.geometry_type,
             }
         ],

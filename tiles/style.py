@@ -12,9 +12,8 @@ from typing import Any
 from layers.registry import Layer
 from tiles.composite import MapTiles
 from tiles.maps import MapLayer, Style
-from tiles.mvt import TMS_ID
+from tiles.mvt import MVT_TYPES, TMS_ID
 
-_MVT_TYPES = {"integer": "Number", "double": "Number", "boolean": "Boolean"}
 _WORLD = [-180.0, -85.0511, 180.0, 85.0511]
 MAX_STYLE_ZOOM = 24
 
@@ -37,7 +36,7 @@ def map_bounds(tiles: MapTiles) -> list[float]:
 
 def _fields(layer: Layer, names: list[str] | None) -> dict[str, str]:
     return {
-        f.name: _MVT_TYPES.get(f.type, "String")
+        f.name: MVT_TYPES.get(f.type, "String")
         for f in layer.fields
         if names is None or f.name in names
     }

@@ -137,14 +137,14 @@ def list_keys(conn: psycopg.Connection) -> list[dict[str, Any]]:
 
 
 def revoke_key(conn: psycopg.Connection, key_id: str) -> None:
-    row = conn.execute(
-        "UPDATE twin.api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s "
-        "RETURNING id",
-        [key_id],
-    ).fetchone()
+    row = conn.execute(REVOKE_KEY_SQL, [key_id]).fetchone()
     if row is None:
         raise NotFound(f"no API key with id {key_id!r}; see 'twin keys list'")
 
+
+REVOKE_KEY_SQL = (
+    "UPDATE twin.api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s RETURNING id"
+)
 
 _CHECK_KEY = """
     UPDATE twin.api_keys SET last_used_at = now()

@@ -127,16 +127,14 @@ def access(
     read: Annotated[str, typer.Option(help="public, viewer, editor or admin")],
 ) -> None:
     """Who may read a raster collection's scenes, tiles and files."""
+    from layers.rasters.catalog import SET_READ_ROLE_SQL
     from twin import audit
     from twin.auth import ROLES, check_role
 
     try:
         check_role(read, ROLES)
         with db.connect(db.database_url(Settings().db, start=True)) as conn:
-            row = conn.execute(
-                "UPDATE twin.raster_collections SET read_role = %s WHERE id = %s RETURNING id",
-                [read, collection],
-            ).fetchone()
+            row = conn.execute(SET_READ_ROLE_SQL, [read, collection]).fetchone()
             if row is None:
                 raise NotFound(f"no raster collection {collection!r}; see twin raster list")
             detail = {"read_role": read}

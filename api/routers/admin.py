@@ -10,23 +10,26 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Catalog, catalog, connection, needs, principal
-from layers.access import require_role
-from layers.registry import Layer
+from layers.rasters.catalog import SET_READ_ROLE_SQL
+from layers.registry import SET_ACCESS_SQL, Layer, check_access_roles
 from twin import audit
-from twin.auth import INSERT_KEY, KEY_COLUMNS, KEY_ROLES, Principal, check_role, new_key
+from twin.auth import (
+    INSERT_KEY,
+    KEY_COLUMNS,
+    KEY_ROLES,
+    REVOKE_KEY_SQL,
+    Principal,
+    check_role,
+    new_key,
+)
 from twin.errors import InvalidParameter, NotFound
 
 router = APIRouter(prefix="/admin", tags=["Administration"], dependencies=[Depends(needs("admin"))])
 Conn = Annotated[psycopg.AsyncConnection, Depends(connection)]
 
 
-def admin(request: Request) -> Principal:
-    who = principal(request)
-    require_role(who, "admin")
-    return who
-
-
-Admin = Annotated[Principal, Depends(admin)]
+# The router's dependency has refused anyone but admins; routes take the caller for the audit.
+Admin = Annotated[Principal, Depends(principal)]
 
 
 class KeyRequest(BaseModel):
@@ -85,11 +88,7 @@ async def revoke_key(
     request: Request, key_id: Annotated[str, Path(alias="keyId")], conn: Conn, who: Admin
 ) -> None:
     async with conn.transaction():
-        cur = await conn.execute(
-            "UPDATE twin.api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s "
-            "RETURNING id",
-            [key_id],
-        )
+        cur = await conn.execute(REVOKE_KEY_SQL, [key_id])
         if await cur.fetchone() is None:
             raise NotFound(f"no API key with id {key_id!r}")
         await audit.record(conn, who, "key.revoke", key_id)
@@ -112,18 +111,10 @@ async def layer_access(
     who: Admin,
 ) -> dict:
     await _layer(request, name)
-    if body.read_role is not None:
-        check_role(body.read_role, ("public", "viewer", "editor", "admin"))
-    if body.edit_role is not None:
-        check_role(body.edit_role, ("editor", "admin"))
+    check_access_roles(body.read_role, body.edit_role)
     async with conn.transaction():
         cur = await conn.execute(
-            """
-            UPDATE twin.layers SET read_role = coalesce(%s, read_role),
-                   edit_role = coalesce(%s, edit_role),
-                   department = CASE WHEN %s THEN NULL ELSE coalesce(%s, department) END
-            WHERE name = %s RETURNING read_role, edit_role, department
-            """,
+            SET_ACCESS_SQL,
             [body.read_role, body.edit_role, body.clear_department, body.department, name],
         )
         row = await cur.fetchone()
@@ -144,10 +135,7 @@ async def raster_access(
 ) -> dict:
     check_role(body.read_role, ("public", "viewer", "editor", "admin"))
     async with conn.transaction():
-        cur = await conn.execute(
-            "UPDATE twin.raster_collections SET read_role = %s WHERE id = %s RETURNING id",
-            [body.read_role, cid],
-        )
+        cur = await conn.execute(SET_READ_ROLE_SQL, [body.read_role, cid])
         if await cur.fetchone() is None:
             raise NotFound(f"no raster collection {cid!r}")
         await audit.record(conn, who, "raster.access", cid, detail={"read_role": body.read_role})

@@ -32,10 +32,9 @@ def _base(request: Request) -> str:
 
 def _summary(cat: Catalog, map_id: str, base: str, who: Principal) -> dict[str, Any]:
     m = get_map(cat.maps, map_id)
-    shown = set()
-    if map_id not in cat.map_errors:
-        view = cat.map(map_id, who)
-        shown = {p.spec.id for p in view.parts} | set(view.missing)
+    error = cat.map_errors.get(map_id)
+    view = None if error else cat.map(map_id, who)
+    shown = {p.spec.id for p in view.parts} | set(view.missing) if view else set()
     doc: dict[str, Any] = {
         "id": m.id,
         "title": m.title,
@@ -51,7 +50,7 @@ def _summary(cat: Catalog, map_id: str, base: str, who: Principal) -> dict[str, 
                 "aggregate_below": layer.aggregate_below,
             }
             for layer in m.layers
-            if layer.raster is not None or layer.id in shown or map_id in cat.map_errors
+            if layer.raster is not None or layer.id in shown or error
         ],
         "links": [
             {"rel": "self", "href": f"{base}/maps/{m.id}", "type": "application/json"},
@@ -73,12 +72,11 @@ def _summary(cat: Catalog, map_id: str, base: str, who: Principal) -> dict[str, 
             },
         ],
     }
-    if map_id in cat.map_errors:
-        doc["error"] = cat.map_errors[map_id]
+    if view is None:
+        doc["error"] = error
     else:
-        tiles = cat.map(map_id, who)
-        doc["missing"] = tiles.missing
-        doc["bounds"] = map_bounds(tiles)
+        doc["missing"] = view.missing
+        doc["bounds"] = map_bounds(view)
     return doc
 
 

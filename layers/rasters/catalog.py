@@ -588,6 +588,10 @@ async def get_scene(conn: Any, scene_id: str) -> Scene:
     return scene_from_row(row)
 
 
+# Who may read a raster collection (public, viewer, editor or admin); for the CLI and the API.
+SET_READ_ROLE_SQL = "UPDATE twin.raster_collections SET read_role = %s WHERE id = %s RETURNING id"
+
+
 def get_scene_sync(conn: psycopg.Connection, scene_id: str) -> Scene:
     if not SCENE_ID.fullmatch(scene_id):
         raise NotFound(UNKNOWN_SCENE)
