@@ -157,6 +157,16 @@ def access_level(request: Request) -> str:
     return principal(request).access_key
 
 
+def cache_headers(request: Request, max_age: int) -> dict[str, str]:
+    """Cache-Control and Vary of a tile or image. What a caller with credentials gets may hold
+    what others must not see: no shared cache (a proxy, a CDN) may keep it for anyone else."""
+    scope = "public" if principal(request).anonymous else "private"
+    return {
+        "Cache-Control": f"{scope}, max-age={max_age}" + ("" if max_age else ", must-revalidate"),
+        "Vary": "Accept-Encoding, Authorization, X-API-Key",
+    }
+
+
 def principal(request: Request) -> Principal:
     """The caller, resolved once per request by the application-wide dependency."""
     return getattr(request.state, "principal", ANONYMOUS)

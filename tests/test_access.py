@@ -162,6 +162,10 @@ def test_imagery_follows_its_collection_read_role(api, keys):
         r = api.get(path)
         assert r.status_code == 404 and r.json()["message"] == unknown, path
         assert api.get(path, headers=viewer).status_code == 200, path
+    # Imagery sent to a caller with credentials is for them only: no shared cache keeps it.
+    x, y = tile_of(116.535, 31.76, 14)
+    tile = api.get(f"/raster/scenes/{scene}/tiles/WebMercatorQuad/14/{x}/{y}.png", headers=viewer)
+    assert tile.status_code == 200 and tile.headers["cache-control"].startswith("private")
 
 
 def test_queries_and_reports_count_only_readable_layers(api, keys):

@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import READ_ONLY, catalog, connection, needs, principal, settings
+from api.deps import READ_ONLY, cache_headers, catalog, connection, needs, principal, settings
 from layers.access import raster_readable
 from layers.rasters import render, stac, zonal
 from layers.rasters.catalog import (
@@ -28,6 +28,7 @@ from layers.rasters.catalog import (
     get_scene,
     scene_from_row,
 )
+from tiles.cache import etag_of
 from tiles.mvt import check_tile
 from twin import audit
 from twin.auth import Principal
@@ -74,10 +75,8 @@ def _base(request: Request) -> str:
 
 
 def _image(data: bytes, fmt: str, request: Request) -> Response:
-    import hashlib
-
-    etag = '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
-    headers = {"ETag": etag, "Cache-Control": "public, max-age=3600"}
+    etag = etag_of(data)
+    headers = {"ETag": etag, **cache_headers(request, 3600)}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     return Response(data, media_type=FORMATS[fmt], headers=headers)

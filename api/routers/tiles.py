@@ -8,7 +8,7 @@ from typing import Annotated
 import psycopg
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from api.deps import Catalog, access_level, catalog, connection, principal, settings
+from api.deps import Catalog, access_level, cache_headers, catalog, connection, principal, settings
 from layers.pipelines.model import UTILITIES
 from tiles.cache import TileKey
 from tiles.mvt import TMS_ID, check_tile, tilejson
@@ -114,15 +114,10 @@ async def cached_tile(
         seen = await cat.cache.generations(collections)
         tile = await cat.cache.put(key, await render(), collections, seen)
         state = "miss"
-    max_age = cfg.tiles.tile_cache_seconds
-    # Tiles for a caller with credentials may hold what others must not see: no shared cache
-    # (a proxy, a CDN) may keep them for anyone else.
-    scope = "public" if principal(request).anonymous else "private"
     headers = {
-        "Cache-Control": f"{scope}, max-age={max_age}" + ("" if max_age else ", must-revalidate"),
+        **cache_headers(request, cfg.tiles.tile_cache_seconds),
         "ETag": tile.etag,
         "X-Tile-Cache": state,
-        "Vary": "Accept-Encoding, Authorization, X-API-Key",
     }
     if request.headers.get("if-none-match") == tile.etag:
         return Response(status_code=304, headers=headers)
