@@ -210,6 +210,13 @@ def _transformer(src: str, dst: str) -> Transformer:
     return Transformer.from_crs(CRS.from_user_input(src), CRS.from_user_input(dst), always_xy=True)
 
 
+def epsg_xy(coords: np.ndarray, src: int, dst: int) -> np.ndarray:
+    """Transform an (N, 2) array of x, y (east first) from EPSG:src to EPSG:dst, with a
+    transformer built once per pair (building one costs more than a small polygon's work)."""
+    x, y = _transformer(f"EPSG:{src}", f"EPSG:{dst}").transform(coords[:, 0], coords[:, 1])
+    return np.column_stack([x, y])
+
+
 def to_wgs84_xy(coords: np.ndarray, src: CrsRef | CRS) -> np.ndarray:
     """Transform an (N, 2) array of x=east/lon, y=north/lat coordinates to WGS84 lon/lat."""
     if isinstance(src, CrsRef):

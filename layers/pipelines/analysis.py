@@ -17,7 +17,7 @@ import shapely
 
 from layers.pipelines.graph import Graph, GraphCache, Isolation, Trace
 from layers.pipelines.model import SERVICE_KINDS
-from twin.crs import axis_ordered_to_wgs84, parse_crs, utm_or_gk_epsg
+from twin.crs import axis_ordered_to_wgs84, epsg_xy, parse_crs, utm_or_gk_epsg
 from twin.errors import InvalidData, InvalidParameter, LimitExceeded, NotFound
 
 DIRECTIONS = ("upstream", "downstream", "connected")
@@ -481,12 +481,8 @@ def footprint(geometry: Any, crs: str | None, width_m: float) -> tuple[shapely.G
     west, south, east, north = shape.bounds
     if west < -180 or east > 180 or south < -90 or north > 90:
         raise InvalidParameter("coordinates are outside lon/lat range: give the crs they are in")
-    lon = (west + east) / 2
-    from pyproj import Transformer
-
-    fwd = Transformer.from_crs(4326, utm_or_gk_epsg(lon), always_xy=True)
-    back = Transformer.from_crs(utm_or_gk_epsg(lon), 4326, always_xy=True)
-    metric = shapely.transform(shape, lambda xy: np.column_stack(fwd.transform(xy[:, 0], xy[:, 1])))
+    zone = utm_or_gk_epsg((west + east) / 2)
+    metric = shapely.transform(shape, lambda xy: epsg_xy(xy, 4326, zone))
     if metric.geom_type in ("LineString", "MultiLineString"):
         if width_m <= 0:
             raise InvalidParameter("a line footprint needs width_m > 0 (the trench width)")
@@ -497,7 +493,7 @@ def footprint(geometry: Any, crs: str | None, width_m: float) -> tuple[shapely.G
             f"the footprint is {area:,.0f} m², more than the {MAX_FOOTPRINT_M2:,.0f} m² limit "
             "of one conflict check; split the work area"
         )
-    ll = shapely.transform(metric, lambda xy: np.column_stack(back.transform(xy[:, 0], xy[:, 1])))
+    ll = shapely.transform(metric, lambda xy: epsg_xy(xy, zone, 4326))
     return ll, area
 
 

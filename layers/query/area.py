@@ -14,10 +14,9 @@ from typing import Any
 
 import numpy as np
 import shapely
-from pyproj import Transformer
 
 from layers.query.plan import Plan, Query
-from twin.crs import CrsRef, parse_crs, to_wgs84_xy, utm_or_gk_epsg
+from twin.crs import CrsRef, epsg_xy, parse_crs, to_wgs84_xy, utm_or_gk_epsg
 from twin.errors import InvalidParameter, LimitExceeded, NotFound
 
 POLYGONS = ("Polygon", "MultiPolygon")
@@ -122,8 +121,7 @@ def metric_epsg_for(shape: shapely.Geometry) -> int:
 
 
 def _project(shape: shapely.Geometry, src: int, dst: int) -> shapely.Geometry:
-    t = Transformer.from_crs(src, dst, always_xy=True)
-    return shapely.transform(shape, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+    return shapely.transform(shape, lambda xy: epsg_xy(xy, src, dst))
 
 
 def to_metric(shape: shapely.Geometry, epsg: int) -> shapely.Geometry:
