@@ -24,7 +24,13 @@ def _fail(exc: TwinError) -> None:
 
 @raster_app.command("add")
 def add(
-    files: Annotated[list[Path], typer.Argument(help="One multi-band file, or one file per band")],
+    files: Annotated[
+        list[str],
+        typer.Argument(
+            help="One multi-band file, or one file per band; NETCDF:file.nc:var for one "
+            "variable of a netCDF file"
+        ),
+    ],
     collection: Annotated[str, typer.Option(help="Collection id")] = "scenes",
     datetime: Annotated[
         str | None, typer.Option("--datetime", help="Acquisition date, e.g. 2024-08-20")
@@ -36,14 +42,28 @@ def add(
     scene_id: Annotated[str | None, typer.Option("--id", help="Scene id (default: name)")] = None,
     scale: Annotated[float | None, typer.Option(help="Raw value × scale = reflectance")] = None,
     replace: Annotated[bool, typer.Option(help="Register an existing id again")] = False,
+    crs: Annotated[
+        str | None,
+        typer.Option(
+            help="CRS of files that state none (EPSG:4326, EPSG:32650, WKT, PROJ); a file's "
+            "own different CRS is refused, nothing is reprojected"
+        ),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help="Read only with this GDAL driver: GTiff, JP2OpenJPEG, netCDF"
+        ),
+    ] = None,
 ) -> None:
     """Register a scene: converted to a Cloud Optimized GeoTIFF unless it is one already."""
     from layers.rasters.catalog import add_scene
+    from layers.rasters.sources import resolution_text
 
     settings = Settings()
     try:
         with db.connect(db.database_url(settings.db)) as conn:
-            with console.status(f"registering {files[0].name}..."):
+            with console.status(f"registering {Path(files[0]).name}..."):
                 report = add_scene(
                     conn,
                     files,
@@ -55,6 +75,8 @@ def add(
                     bands=[b.strip() for b in bands.split(",")] if bands else None,
                     scale=scale,
                     replace=replace,
+                    crs=crs,
+                    fmt=fmt,
                 )
             conn.commit()
         if report.stale_file:  # the replaced scene's own COG, no longer referenced
@@ -67,30 +89,34 @@ def add(
         f"[green]registered[/] scene {report.id} in {report.collection}: "
         f"{report.datetime:%Y-%m-%d}, {report.sensor or 'sensor unknown'}, bands "
         f"{','.join(report.bands)}, {report.width}×{report.height} px at "
-        f"{report.resolution[0]:g} m, EPSG:{report.epsg} ({how}, {report.seconds:.1f} s)"
+        f"{resolution_text(report.resolution, report.resolution_unit)}, {report.crs} "
+        f"({how}, {report.seconds:.1f} s)"
     )
 
 
 @raster_app.command("list")
 def list_scenes() -> None:
     """The registered scenes."""
+    from rasterio.crs import CRS
+
+    from layers.rasters.sources import resolution_text, resolution_unit
+
     settings = Settings()
     try:
         with db.connect(db.database_url(settings.db)) as conn:
             rows = conn.execute(
-                "SELECT id, collection, datetime, sensor, bands, resolution[1], width, height "
-                "FROM twin.raster_scenes ORDER BY collection, datetime"
+                "SELECT id, collection, datetime, sensor, bands, resolution, crs_wkt, width, "
+                "height FROM twin.raster_scenes ORDER BY collection, datetime"
             ).fetchall()
     except TwinError as exc:
         _fail(exc)
         return
     table = Table(title="scenes", title_justify="left")
-    for col in ("id", "collection", "date", "sensor", "bands", "m", "size"):
+    for col in ("id", "collection", "date", "sensor", "bands", "pixel", "size"):
         table.add_column(col)
-    for sid, coll, when, sensor, bands, res, w, h in rows:
-        table.add_row(
-            sid, coll, f"{when:%Y-%m-%d}", sensor, ",".join(bands), f"{res:g}", f"{w}×{h}"
-        )
+    for sid, coll, when, sensor, bands, res, wkt, w, h in rows:
+        pixel = resolution_text(res, resolution_unit(CRS.from_wkt(wkt)))  # degrees or a length
+        table.add_row(sid, coll, f"{when:%Y-%m-%d}", sensor, ",".join(bands), pixel, f"{w}×{h}")
     Console().print(table)
 
 

@@ -9,16 +9,18 @@ keeps the footprint, date, sensor, band names, CRS, resolution and per-band stat
 served as a STAC Item.
 
 GDAL's VRT driver is never used to open anything: a VRT file can point at any file or URL.
-Every open names its driver from an allow-list (VRT is not on it), so GDAL identifies the
-content only among those; catalogued COGs are opened as GTiff and nothing else. (rasterio's
-warper builds in-memory warped VRTs internally; those never come from a request.)
+Every open names its driver from an allow-list (VRT is not on it; see ``sources``), so GDAL
+identifies the content only among those; catalogued COGs are opened as GTiff and nothing else.
+(rasterio's warper builds in-memory warped VRTs internally; those never come from a request.)
 """
 
 from __future__ import annotations
 
+import math
 import re
 import tempfile
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -29,10 +31,24 @@ import psycopg
 import rasterio
 import shapely
 from psycopg.types.json import Jsonb
+from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
+from rasterio.vrt import WarpedVRT
 from rasterio.warp import Resampling, reproject, transform_geom
 
-from twin.errors import Conflict, InvalidData, InvalidParameter, NotFound
+from layers.rasters.sources import (
+    NO_SIDECARS,
+    SourceName,
+    check_format,
+    crs_label,
+    open_source,
+    parse_crs,
+    resolution_unit,
+    same_crs,
+    source_crs,
+    source_name,
+)
+from twin.errors import Conflict, InvalidData, InvalidParameter, NotFound, TwinError
 
 SCENE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 BAND_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -61,9 +77,6 @@ SENTINEL2_BANDS = {
     "B11": "swir16",
     "B12": "swir22",
 }
-# Raster formats a scene may come in, tried in this order; VRT is deliberately absent.
-# Only self-contained formats: no header or sidecar file can point a read somewhere else.
-ALLOWED_DRIVERS = ("GTiff", "JP2OpenJPEG")
 DEFAULT_COLLECTION = "scenes"
 
 
@@ -78,7 +91,9 @@ class SceneReport:
     width: int
     height: int
     resolution: tuple[float, float]
+    resolution_unit: str  # the CRS's: "°" for lon/lat, "m", "US ft", ...
     epsg: int | None
+    crs: str  # EPSG:n, or the CRS's name when it has no EPSG code
     seconds: float = 0.0
     stale_file: str | None = None  # the replaced scene's COG: delete it once this commits
 
@@ -89,43 +104,15 @@ def check_scene_id(scene_id: str) -> str:
     return scene_id
 
 
-# GDAL looks for sidecar files (.ovr, .aux.xml, .msk) next to what it opens, with any driver:
-# a VRT dropped beside a scene as "scene.tif.ovr" would be read as its overview. Scenes are
-# opened with sibling discovery off.
-NO_SIDECARS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
-
-
 def open_cog(path: str | Path) -> rasterio.DatasetReader:
     """A catalogued scene's COG, opened by the GTiff driver only, ignoring sidecar files."""
     with rasterio.Env(**NO_SIDECARS):
         return rasterio.open(path, driver="GTiff")
 
 
-def _open(path: Path) -> rasterio.DatasetReader:
-    if not path.exists() or not path.is_file():
-        raise InvalidParameter(f"file not found: {path.name}")
-    src = None
-    for driver in ALLOWED_DRIVERS:
-        try:
-            with rasterio.Env(**NO_SIDECARS):
-                src = rasterio.open(path, driver=driver)
-            break
-        except (RasterioIOError, ValueError):
-            continue
-    if src is None:
-        raise InvalidData(
-            f"{path.name} is not a raster in a format we accept ({', '.join(ALLOWED_DRIVERS)}; "
-            "checked by its content, not its name)"
-        )
-    if src.crs is None or src.transform.is_identity:
-        src.close()
-        raise InvalidData(f"{path.name} has no georeferencing (CRS and transform)")
-    return src
-
-
-def _band_of_file(path: Path) -> str | None:
+def _band_of_file(source: SourceName) -> str | None:
     """The common band name of a one-band file named like a Landsat or Sentinel-2 band."""
-    stem = path.stem.upper()
+    stem = source.stem.upper()
     for table in (SENTINEL2_BANDS, LANDSAT_BANDS):
         for key, name in table.items():
             if stem == key or stem.endswith("_" + key):
@@ -133,7 +120,7 @@ def _band_of_file(path: Path) -> str | None:
     return None
 
 
-def _band_names(files: list[Path], sources: list[Any], bands: list[str] | None) -> list[str]:
+def _band_names(files: list[SourceName], sources: list[Any], bands: list[str] | None) -> list[str]:
     counts = [s.count for s in sources]
     total = sum(counts)
     if bands:
@@ -155,6 +142,8 @@ def _band_names(files: list[Path], sources: list[Any], bands: list[str] | None) 
             "name the bands with --bands (e.g. blue,green,red,nir): the file names do not say"
         )
     described = [d.strip().lower() if d else "" for d in sources[0].descriptions]
+    if total == 1 and not described[0]:  # a netCDF variable: its name says what it holds
+        described = [str(sources[0].tags(1).get("NETCDF_VARNAME", "")).lower()]
     usable = all(BAND_NAME.fullmatch(d) for d in described)
     if usable and len(set(described)) == len(described):
         return described
@@ -169,7 +158,7 @@ def _mtl_date(folder: Path) -> date | None:
     return None
 
 
-def _scene_date(files: list[Path], sources: list[Any], given: str | None) -> datetime:
+def _scene_date(files: list[SourceName], sources: list[Any], given: str | None) -> datetime:
     if given:
         try:
             parsed = datetime.fromisoformat(given)
@@ -186,11 +175,12 @@ def _scene_date(files: list[Path], sources: list[Any], given: str | None) -> dat
                 return datetime.fromisoformat(text[:10]).replace(tzinfo=UTC)
             except ValueError:
                 pass
-    found = _mtl_date(files[0].parent)
+    path = files[0].path
+    found = _mtl_date(path.parent)
     if found is None:
-        m = re.search(r"_(20\d{2})(\d{2})(\d{2})(?:_|$)", files[0].parent.name + "_")
+        m = re.search(r"_(20\d{2})(\d{2})(\d{2})(?:_|$)", path.parent.name + "_")
         if m is None:
-            m = re.search(r"_(20\d{2})(\d{2})(\d{2})_", files[0].name)
+            m = re.search(r"_(20\d{2})(\d{2})(\d{2})_", path.name)
         if m:
             found = date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
     if found is None:
@@ -198,13 +188,13 @@ def _scene_date(files: list[Path], sources: list[Any], given: str | None) -> dat
     return datetime(found.year, found.month, found.day, tzinfo=UTC)
 
 
-def _sensor(files: list[Path], sources: list[Any], given: str | None) -> str:
+def _sensor(files: list[SourceName], sources: list[Any], given: str | None) -> str:
     if given:
         return given
     tags = sources[0].tags()
     if tags.get("SENSOR"):
         return tags["SENSOR"]
-    text = (files[0].parent.name + " " + files[0].name).upper()
+    text = (files[0].path.parent.name + " " + files[0].path.name).upper()
     if "LC08" in text or "LANDSAT" in text:
         return "landsat-8"
     if "SENTINEL2" in text or re.search(r"\bS2[AB]_", text) or "_L2A_" in text:
@@ -222,16 +212,19 @@ def _is_cog(path: Path) -> bool:
     return bool(valid)
 
 
-def _stack(sources: list[Any], out: Path) -> None:
+def _scene_crs(crss: list[CRS]) -> CRS:
+    for crs in crss[1:]:
+        if not same_crs(crs, crss[0]):
+            raise InvalidData(
+                f"the band files are in different CRSs ({crs_label(crs)} and "
+                f"{crs_label(crss[0])}); a scene's bands share one CRS"
+            )
+    return crss[0]
+
+
+def _stack(sources: list[Any], crs: CRS, out: Path) -> None:
     """Every band of every source on the finest grid among them, in one GeoTIFF."""
     ref = min(sources, key=lambda s: abs(s.transform.a))
-    crs = ref.crs
-    for s in sources:
-        if s.crs != crs:
-            raise InvalidData(
-                f"the band files are in different CRSs ({s.crs} and {crs}); a scene's bands "
-                "share one CRS"
-            )
     dtypes = {s.dtypes[0] for s in sources}
     dtype = dtypes.pop() if len(dtypes) == 1 else "float32"
     count = sum(s.count for s in sources)
@@ -255,9 +248,12 @@ def _stack(sources: list[Any], out: Path) -> None:
                 if s is ref or (s.transform == ref.transform and s.shape == ref.shape):
                     data[:] = s.read(i)
                 else:
-                    reproject(
-                        rasterio.band(s, i),
+                    reproject(  # from an array: the file's own CRS may be missing
+                        s.read(i),
                         data,
+                        src_transform=s.transform,
+                        src_crs=crs,
+                        src_nodata=s.nodata,
                         dst_transform=ref.transform,
                         dst_crs=crs,
                         resampling=Resampling.bilinear,
@@ -266,17 +262,29 @@ def _stack(sources: list[Any], out: Path) -> None:
                 band += 1
 
 
-def _to_cog(source: Any, dest: Path) -> None:
+def _to_cog(source: Any, dest: Path, crs: CRS) -> None:
     """Write the already-open dataset as a COG (never reopening the source by name, so no
-    other driver gets a chance to read it)."""
+    other driver gets a chance to read it), in ``crs`` when the file states none."""
     from rio_cogeo.cogeo import cog_translate
     from rio_cogeo.profiles import cog_profiles
 
     profile = cog_profiles.get("deflate")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    cog_translate(
-        source, str(dest), profile, quiet=True, overview_resampling="average", in_memory=False
-    )
+    with ExitStack() as stack:
+        if not source.crs:  # the same grid with the CRS given to it: a pixel-for-pixel copy
+            source = stack.enter_context(
+                WarpedVRT(
+                    source,
+                    src_crs=crs,
+                    crs=crs,
+                    transform=source.transform,
+                    width=source.width,
+                    height=source.height,
+                )
+            )
+        cog_translate(
+            source, str(dest), profile, quiet=True, overview_resampling="average", in_memory=False
+        )
 
 
 def _stats(path: Path) -> tuple[list[dict[str, float]], dict[str, Any]]:
@@ -304,27 +312,45 @@ def _stats(path: Path) -> tuple[list[dict[str, float]], dict[str, Any]]:
             )
         ring = shapely.box(*src.bounds)
         ring = shapely.segmentize(ring, max(src.width, src.height) * abs(src.transform.a) / 16)
-        footprint = transform_geom(
-            src.crs, "EPSG:4326", shapely.geometry.mapping(ring), precision=7
+        footprint = shapely.geometry.shape(
+            transform_geom(src.crs, "EPSG:4326", shapely.geometry.mapping(ring), precision=7)
         )
+        _check_on_the_globe(footprint, src.crs)
         info = {
             "epsg": src.crs.to_epsg(),
             "crs_wkt": src.crs.to_wkt(),
+            "crs": crs_label(src.crs),
+            "resolution_unit": resolution_unit(src.crs),
             "resolution": [abs(src.transform.a), abs(src.transform.e)],
             "width": src.width,
             "height": src.height,
             "dtype": src.dtypes[0],
             "nodata": src.nodata,
-            "footprint": shapely.geometry.shape(footprint),
+            "footprint": footprint,
             "scale": float(src.scales[0]) if src.scales and src.scales[0] not in (0, 1) else 1.0,
             "tags": src.tags(),
         }
     return out, info
 
 
+def _check_on_the_globe(footprint: Any, crs: CRS) -> None:
+    """Refuse coordinates that are no place on Earth in this CRS (metres read as degrees, a
+    wrong --crs): they would be stored as a footprint nothing ever overlaps."""
+    west, south, east, north = footprint.bounds
+    # a pixel's edge may lie a little beyond the poles or the antimeridian; 0..360 longitudes
+    # are left alone
+    if all(map(math.isfinite, footprint.bounds)) and -91 <= south <= north <= 91:
+        if -181 <= west <= east <= 361:
+            return
+    raise InvalidData(
+        f"in {crs_label(crs)} the file lies at lon {west:.6g}..{east:.6g}, lat "
+        f"{south:.6g}..{north:.6g}, which is not on Earth; is that its CRS?"
+    )
+
+
 def add_scene(
     conn: psycopg.Connection,
-    files: list[Path],
+    files: list[Path] | list[str],
     raster_dir: Path,
     *,
     scene_id: str | None = None,
@@ -334,16 +360,24 @@ def add_scene(
     bands: list[str] | None = None,
     scale: float | None = None,
     replace: bool = False,
+    crs: str | None = None,
+    fmt: str | None = None,
 ) -> SceneReport:
-    """Register one scene (the caller commits). Nothing is written on any error."""
+    """Register one scene (the caller commits). Nothing is written on any error.
+
+    ``files`` are paths or NETCDF:file.nc:variable; ``crs`` is given to files that have none;
+    ``fmt`` names the one GDAL driver (from the allow-list) to read them with.
+    """
     import time
 
     started = time.perf_counter()
     if not files:
         raise InvalidParameter("give the scene's file, or one file per band")
-    if len(files) > 1 and not bands:  # names from file names: band order follows them
-        files = sorted(files)
-    scene_id = scene_id or _default_id(files)
+    names = [source_name(f) for f in files]
+    if len(names) > 1 and not bands:  # names from file names: band order follows them
+        names.sort(key=lambda n: (str(n.path), n.variable or ""))
+    assigned, driver = parse_crs(crs), check_format(fmt)
+    scene_id = scene_id or _default_id(names)
     if not SCENE_ID.fullmatch(scene_id):
         raise InvalidParameter(
             f"scene id {scene_id!r}: letters, digits, '_', '.', '-' (at most 100), starting "
@@ -354,28 +388,37 @@ def add_scene(
     exists = conn.execute("SELECT 1 FROM twin.raster_scenes WHERE id = %s", [scene_id]).fetchone()
     if exists and not replace:
         raise Conflict(f"scene {scene_id} is registered already; --replace to register it again")
-    sources = [_open(f) for f in files]
+    sources: list[Any] = []
     try:
-        names = _band_names(files, sources, bands)
-        datetime_ = _scene_date(files, sources, when)
-        who = _sensor(files, sources, sensor)
+        for name in names:
+            sources.append(open_source(name, driver))
+        scene_crs = _scene_crs(
+            [source_crs(s, n.name, assigned) for s, n in zip(sources, names, strict=True)]
+        )
+        band_names = _band_names(names, sources, bands)
+        datetime_ = _scene_date(names, sources, when)
+        who = _sensor(names, sources, sensor)
         # a new name each time: a scene being replaced keeps serving its old file until the
         # new row commits, and a failure leaves nothing behind
         dest = raster_dir / collection / f"{scene_id}.{uuid.uuid4().hex[:8]}.tif"
-        converted = not (len(files) == 1 and sources[0].driver == "GTiff" and _is_cog(files[0]))
+        in_place = len(names) == 1 and sources[0].driver == "GTiff" and sources[0].crs
+        converted = not (in_place and _is_cog(names[0].path))
         if converted:
-            _convert(sources, dest, raster_dir)
+            _convert(sources, scene_crs, dest, raster_dir)
             cog = dest
         else:
-            cog = files[0].resolve()
+            cog = names[0].path.resolve()
     finally:
         for s in sources:
             s.close()
     try:
         stats, info = _stats(cog)
+    except TwinError:
+        dest.unlink(missing_ok=True)
+        raise
     except (RasterioIOError, ValueError) as exc:
         dest.unlink(missing_ok=True)
-        raise InvalidData(f"{files[0].name}: cannot be read as a georeferenced raster") from exc
+        raise InvalidData(f"{names[0].name}: cannot be read as a georeferenced raster") from exc
     band_scale = scale if scale is not None else _scale_from(info)
     old = conn.execute(
         "SELECT cog_path, converted FROM twin.raster_scenes WHERE id = %s", [scene_id]
@@ -387,11 +430,11 @@ def add_scene(
             collection,
             datetime_,
             who,
-            names,
+            band_names,
             band_scale,
             cog,
             converted,
-            files,
+            [n.name for n in names],
             info,
             stats,
         )
@@ -404,12 +447,14 @@ def add_scene(
         collection,
         datetime_,
         who,
-        names,
+        band_names,
         converted,
         info["width"],
         info["height"],
         tuple(info["resolution"]),
+        info["resolution_unit"],
         info["epsg"],
+        info["crs"],
         time.perf_counter() - started,
         stale_file=old[0] if old and old[1] and old[0] != str(cog) else None,
     )
@@ -425,7 +470,7 @@ def _insert(
     band_scale: float,
     cog: Path,
     converted: bool,
-    files: list[Path],
+    files: list[str],
     info: dict[str, Any],
     stats: list[dict[str, float]],
 ) -> None:
@@ -451,7 +496,7 @@ def _insert(
             band_scale,
             str(cog),
             converted,
-            [f.name for f in files],
+            files,
             info["epsg"],
             info["crs_wkt"],
             info["resolution"],
@@ -465,16 +510,16 @@ def _insert(
     )
 
 
-def _convert(sources: list[Any], dest: Path, raster_dir: Path) -> None:
+def _convert(sources: list[Any], crs: CRS, dest: Path, raster_dir: Path) -> None:
     try:
         if len(sources) == 1:
-            _to_cog(sources[0], dest)
+            _to_cog(sources[0], dest, crs)
             return
         with tempfile.TemporaryDirectory(dir=_tmp_parent(raster_dir)) as tmp:
             stacked = Path(tmp) / "stack.tif"
-            _stack(sources, stacked)
+            _stack(sources, crs, stacked)
             with rasterio.open(stacked, driver="GTiff") as stack:
-                _to_cog(stack, dest)
+                _to_cog(stack, dest, crs)
     except Exception:
         dest.unlink(missing_ok=True)
         raise
@@ -492,9 +537,9 @@ def _scale_from(info: dict[str, Any]) -> float:
     return float(info["scale"])
 
 
-def _default_id(files: list[Path]) -> str:
+def _default_id(files: list[SourceName]) -> str:
     if len(files) > 1:
-        base = files[0].parent.name
+        base = files[0].path.parent.name
     else:
         base = files[0].stem
     clean = re.sub(r"[^A-Za-z0-9_.-]+", "_", base).strip("_.-") or "scene"
