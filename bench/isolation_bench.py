@@ -11,9 +11,11 @@ Two networks, measured in one run:
 
 For each network it checks that our valve segments are WNTR's (``valve_segments``: the same
 partition of the pipes, up to relabelling, and every HTTP answer's ``isolated.pipe_ids`` equal
-to the burst pipe's WNTR segment), then times our valve-segment precompute against WNTR's
-``valve_segments`` and POST /pipelines/isolate end to end over loopback (one client, a fixed
-random sample of pipes, after warm-up).
+to the burst pipe's WNTR segment) under the default rule, where water passes control valves
+(PRVs, ...) as it passes any link in WNTR; on ``real`` it also checks the ``closable`` rule
+against WNTR given a valve at both ends of each control valve. Then it times our
+valve-segment precompute against WNTR's ``valve_segments`` and POST /pipelines/isolate end to
+end over loopback (one client, a fixed random sample of pipes, after warm-up).
 
 Everything runs in a scratch embedded PostGIS under bench/out/ and a `twin serve` on a free
 loopback port, both stopped at the end. Results: the terminal, bench/out/isolation.json and,
@@ -240,12 +242,13 @@ def wntr_from_database(conn: psycopg.Connection, network: str) -> tuple[Any, pd.
     """A WaterNetworkModel of a stored network, and a valve layer from its valve nodes.
 
     Every node is a junction (sources are reservoirs); every segment is a pipe between its
-    end nodes. An operable valve node V (open or closed; an inoperable one bounds nothing)
-    gives the pair (P, V) for every pipe P that ends at it.
+    end nodes. An operable isolation valve node V (open or closed; an inoperable one bounds
+    nothing) gives the pair (P, V) for every pipe P that ends at it; so does a control valve
+    shut in the data, the one kind of control valve the default rule does not pass.
     """
     import wntr
 
-    from layers.pipelines.model import SOURCE_KINDS, VALVE_KINDS
+    from layers.pipelines.model import CONTROL_VALVE_KINDS, ISOLATION_VALVE_KINDS, SOURCE_KINDS
 
     wn = wntr.network.WaterNetworkModel()
     barriers: set[str] = set()
@@ -254,7 +257,8 @@ def wntr_from_database(conn: psycopg.Connection, network: str) -> tuple[Any, pd.
             wn.add_reservoir(node_id, base_head=50.0, coordinates=(x, y))
         else:
             wn.add_junction(node_id, coordinates=(x, y))
-        if kind in VALVE_KINDS and state != "inoperable":
+        shut_control = kind in CONTROL_VALVE_KINDS and state == "closed"
+        if (kind in ISOLATION_VALVE_KINDS and state != "inoperable") or shut_control:
             barriers.add(node_id)
     pairs = []
     known = set(wn.node_name_list)
@@ -334,6 +338,38 @@ def compare(ours: dict[str, int], theirs: dict[str, int]) -> tuple[bool, dict[st
     }
     equal = not missing and not len(merged) and not len(split)
     return equal, detail
+
+
+def compare_closable(url: str, network: str, wn: Any, layer: pd.DataFrame) -> bool:
+    """Our segments when control valves may be closed against WNTR's with a valve at both
+    ends of every control valve link (Net6's PRVs are open in the file, so none bounds
+    anything under the default rule)."""
+    from wntr.metrics.topographic import valve_segments
+
+    from layers.pipelines import graph as pg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        g = pg.load(conn, network)
+    labels = g.segmentation("closable").seg_label
+    ours = {p: int(labels[g.seg_index[p]]) for p in wn.pipe_name_list if p in g.seg_index}
+    ends = [
+        (v, end)
+        for v in wn.valve_name_list
+        for end in (wn.get_link(v).start_node_name, wn.get_link(v).end_node_name)
+    ]
+    both = pd.concat([layer, pd.DataFrame(ends, columns=["link", "node"])], ignore_index=True)
+    with console.status("  WNTR valve_segments with the control valves as valves..."):
+        _, links, _ = valve_segments(wn.to_graph(), both)
+    equal, detail = compare(ours, {p: int(links[p]) for p in wn.pipe_name_list})
+    colour = "green" if equal else "red"
+    console.print(
+        f"  {network}, control valves closable: partitions equal [{colour}]"
+        f"{'yes' if equal else 'no'}[/] ({detail['pipes_compared']:,} pipes; ours "
+        f"{detail['ours_segments']:,} segments, WNTR {detail['wntr_segments']:,})"
+    )
+    if not equal:
+        console.print(f"  [red]difference:[/] {json.dumps(detail, ensure_ascii=False)}")
+    return equal
 
 
 # --- queries -------------------------------------------------------------------------------------
@@ -530,12 +566,15 @@ def print_summary(results: list[Result]) -> None:
         )
 
 
-def write_json(results: list[Result], args: argparse.Namespace, versions: dict[str, str]) -> Path:
+def write_json(
+    results: list[Result], args: argparse.Namespace, versions: dict[str, str], closable: bool
+) -> Path:
     path = OUT / "isolation.json"
     out = {
         "arguments": vars(args),
         "versions": versions,
         "target_ms": TARGET_MS,
+        "real_closable_partitions_equal": closable,
         "networks": [
             asdict(r)
             | {
@@ -617,6 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = ScratchDatabase(OUT / f"isolation-db-scale{args.scale:g}")
     server: ServerProcess | None = None
     results: list[Result] = []
+    closable_equal = False
     try:
         with console.status("starting the scratch PostGIS..."):
             url = scratch.start()
@@ -625,13 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         with psycopg.connect(url) as conn:
             city_wn, city_layer = wntr_from_database(conn, "water")
         real_wn, real_layer = import_real(scratch, real_network_file(), args.valves, args.seed)
-        # An EPANET control valve is a valve node in the twin, so it bounds segments there;
-        # WNTR's valve layer gets it too, as a valve on that link at its start node.
-        controls = pd.DataFrame(
-            [(v, real_wn.get_link(v).start_node_name) for v in real_wn.valve_name_list],
-            columns=["link", "node"],
-        )
-        real_layer = pd.concat([real_layer, controls], ignore_index=True)
+        closable_equal = compare_closable(url, "real", real_wn, real_layer)
         server = twin_serve(url, scratch.env)
         console.print(f"twin serve on {server.base} (pid {server.pid})")
         results.append(
@@ -658,12 +692,15 @@ def main(argv: list[str] | None = None) -> int:
         "numpy": np.__version__,
         "pandas": pd.__version__,
     }
-    console.print(f"results: {write_json(results, args, versions).relative_to(REPO)}")
+    written = write_json(results, args, versions, closable_equal)
+    console.print(f"results: {written.relative_to(REPO)}")
     chart = write_chart(results)
     if chart:
         console.print(f"chart: {chart.relative_to(REPO)}")
     console.print(f"total {time.perf_counter() - started:.0f} s")
     bad = [r.network for r in results if not r.partitions_equal or r.answers_wrong]
+    if not closable_equal:
+        bad.append("real (control valves closable)")
     if bad:
         console.print(f"[red]valve segments differ from WNTR's on: {', '.join(bad)}[/]")
         return 1

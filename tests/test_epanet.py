@@ -16,6 +16,8 @@ from twin.errors import InvalidData, InvalidParameter
 
 DATA = Path(__file__).resolve().parent / "data" / "pipelines" / "epanet"
 LOOPED = DATA / "looped.inp"
+CONTROLS = DATA / "controls.inp"  # a PRV, a closed FCV and a TCV among the pipes
+CONTROLS_CSV = DATA / "controls_valves.csv"  # its isolation valves (link,node)
 
 # A small valid network used as the base of the error cases; line numbers matter below.
 MINIMAL = """\
@@ -76,7 +78,7 @@ def test_looped_network_nodes_and_order():
     ]
     kinds = [n.kind for n in net.nodes]
     assert kinds.count("junction") == 6
-    assert kinds[6:] == ["reservoir", "tank", "pump_station", "valve"]
+    assert kinds[6:] == ["reservoir", "tank", "pump_station", "control_valve"]
     nodes = nodes_by_id(net)
     j2 = nodes["J2"]
     assert (j2.x, j2.y) == (100.0, 0.0)
@@ -128,7 +130,7 @@ def test_valve_is_split_halfway_along_its_vertices():
     net = read_inp(LOOPED, crs="EPSG:3857")
     valve = nodes_by_id(net)["V1"]
     # J4 (0,100) -> (0,160) -> (200,160) -> J6 (200,100): 320 long, half is 100 along the top.
-    assert valve.kind == "valve" and valve.valve_state == "open"
+    assert valve.kind == "control_valve" and valve.valve_state == "open"
     assert (valve.x, valve.y) == pytest.approx((100.0, 160.0))
     assert valve.attrs["valve_type"] == "PRV" and valve.attrs["setting"] == 30.0
     segs = segs_by_id(net)
@@ -151,6 +153,49 @@ def test_pump_is_split_halfway():
     assert (segs["PU1-2"].from_node, segs["PU1-2"].to_node) == ("PU1", "J1")
     assert segs["PU1-1"].coords == [(-100.0, 0.0), (-50.0, 0.0)]
     assert segs["PU1-2"].diameter_mm is None
+
+
+def test_control_valves_are_nodes_of_their_own_kind_with_type_and_setting():
+    net = read_inp(CONTROLS, crs="EPSG:3857", isolation_valves=read_valve_layer(CONTROLS_CSV))
+    nodes = nodes_by_id(net)
+    prv, fcv, tcv = nodes["PRV1"], nodes["FCV1"], nodes["TCV1"]
+    assert {prv.kind, fcv.kind, tcv.kind} == {"control_valve"}
+    assert prv.attrs == {"valve_type": "PRV", "setting": 35.0, "minor_loss": 0.2}
+    assert (prv.x, prv.y) == (150.0, 0.0) and prv.valve_state == "open"
+    assert fcv.valve_state == "closed" and fcv.attrs["status"] == "Closed"  # from [STATUS]
+    assert fcv.attrs["valve_type"] == "FCV" and fcv.attrs["setting"] == 4.5
+    # J5 (400,0) -> (500,0) -> (500,200) -> J8 (400,200): 400 long, halfway is (500, 100)
+    assert (tcv.x, tcv.y) == (500.0, 100.0) and tcv.attrs["valve_type"] == "TCV"
+    # the isolation valves from the CSV stay valves, and on pipes only
+    assert {n.node_id for n in net.nodes if n.kind == "valve"} == {"P2@J1", "P4@J5"}
+    segs = segs_by_id(net)
+    assert (segs["TCV1-1"].to_node, segs["TCV1-2"].from_node) == ("TCV1", "TCV1")
+    assert segs["PRV1-1"].attrs == {"link_id": "PRV1", "link_type": "valve"}
+    assert segs["PRV1-2"].diameter_mm == 300.0
+
+
+@pytest.mark.parametrize(
+    ("line", "attrs"),
+    [
+        ("V9 J1 J3 100 PSV 20", {"valve_type": "PSV", "setting": 20.0}),
+        ("V9 J1 J3 100 pbv 5 0.3", {"valve_type": "PBV", "setting": 5.0, "minor_loss": 0.3}),
+        ("V9 J1 J3 100 GPV C7", {"valve_type": "GPV", "setting": "C7"}),  # a head-loss curve
+        ("V9 J1 J3 100 PCV 40 0 C2", {"valve_type": "PCV", "setting": 40.0, "curve": "C2"}),
+    ],
+)
+def test_every_control_valve_type_is_read_with_its_setting(tmp_path, line, attrs):
+    text = MINIMAL.replace("[COORDINATES]", f"[VALVES]\n{line}\n[COORDINATES]")
+    valve = nodes_by_id(read_inp(write(tmp_path, text), crs="EPSG:3857"))["V9"]
+    assert valve.kind == "control_valve" and valve.valve_state == "open"
+    assert attrs.items() <= valve.attrs.items()
+    assert (valve.x, valve.y) == (100.0, 0.0)  # halfway from J1 (0,0) to J3 (200,0)
+
+
+def test_a_control_valve_setting_from_status_overrides_the_file(tmp_path):
+    text = MINIMAL.replace("[COORDINATES]", "[VALVES]\nV9 J1 J3 100 TCV 3\n[COORDINATES]")
+    valve = nodes_by_id(read_inp(write(tmp_path, text + "[STATUS]\nV9 7.5\n"), crs="EPSG:3857"))
+    assert valve["V9"].attrs["status"] == "Active" and valve["V9"].attrs["setting"] == 7.5
+    assert valve["V9"].valve_state == "open"
 
 
 def test_closed_valve_and_pump_status(tmp_path):
@@ -384,7 +429,7 @@ def test_isolation_offset_is_geodesic_for_lon_lat_without_affine(tmp_path):
     ("pairs", "expected"),
     [
         ([("NOPE", "J1")], "isolation valve #1 (NOPE, J1): there is no link 'NOPE'"),
-        ([("V1", "J4")], "'V1' is a valve, not a pipe"),
+        ([("V1", "J4")], "'V1' is a PRV control valve, not a pipe; isolation valves go on pipes"),
         ([("PU1", "J1")], "'PU1' is a pump, not a pipe"),
         ([("P1", "J3")], "node 'J3' is not an end of pipe 'P1' (its ends are 'J1' and 'J2')"),
         (

@@ -702,23 +702,37 @@ def test_networks_are_listed(client):
 
 
 # --- networks imported from EPANET files, survey tables and GIS lines ------------------------
-def lattice_inp(path: Path, n: int = 18, seed: int = 5) -> tuple[list, list]:
+CONTROL_TYPES = ("PRV", "TCV", "FCV", "PSV", "PBV", "GPV")
+
+
+def lattice_inp(
+    path: Path, n: int = 18, seed: int = 5, controls: int = 0
+) -> tuple[list, list, list]:
     """An n×n looped lattice fed by a reservoir, with vertices on some pipes; returns the
-    pipes (id, node1, node2) and a random valve layer (link, node)."""
+    pipes (id, node1, node2), a random valve layer (link, node) on them, and the ``controls``
+    links (id, node1, node2) that are control valves (PRV, TCV, ...) in [VALVES] instead."""
     rng = random.Random(seed)
     junctions = [f"J{i}_{j}" for i in range(n) for j in range(n)]
-    pipes = []
+    links = []
     for i in range(n):
         for j in range(n):
             if i + 1 < n:
-                pipes.append((f"P{i}_{j}v", f"J{i}_{j}", f"J{i + 1}_{j}"))
+                links.append((f"P{i}_{j}v", f"J{i}_{j}", f"J{i + 1}_{j}"))
             if j + 1 < n:
-                pipes.append((f"P{i}_{j}h", f"J{i}_{j}", f"J{i}_{j + 1}"))
+                links.append((f"P{i}_{j}h", f"J{i}_{j}", f"J{i}_{j + 1}"))
+    # drawn apart from the valve layer's draws, so controls=0 gives the same layer as before
+    chosen = set(random.Random(seed + 1).sample(range(len(links)), controls))
+    control_links = [link for k, link in enumerate(links) if k in chosen]
+    pipes = [link for k, link in enumerate(links) if k not in chosen]
     pipes.append(("PR", "R1", "J0_0"))
     lines = ["[TITLE]", "lattice", "", "[JUNCTIONS]"]
     lines += [f" {j}\t30\t1.5" for j in junctions]
     lines += ["", "[RESERVOIRS]", " R1\t60", "", "[PIPES]"]
     lines += [f" {p}\t{a}\t{b}\t100\t200\t100\t0\tOpen" for p, a, b in pipes]
+    lines += ["", "[VALVES]"]
+    for k, (v, a, b) in enumerate(control_links):
+        kind = CONTROL_TYPES[k % len(CONTROL_TYPES)]
+        lines.append(f" {v}\t{a}\t{b}\t200\t{kind}\t{'C1' if kind == 'GPV' else 30}")
     lines += ["", "[OPTIONS]", " Units\tLPS", "", "[COORDINATES]"]
     lines += [f" J{i}_{j}\t{j * 100}\t{i * 100}" for i in range(n) for j in range(n)]
     lines += [" R1\t-100\t-100", "", "[VERTICES]", " P0_0h\t50\t10", "", "[END]"]
@@ -730,7 +744,7 @@ def lattice_inp(path: Path, n: int = 18, seed: int = 5) -> tuple[list, list]:
             valves.add((p, rng.choice([a, b])))
         elif roll < 0.7:
             valves |= {(p, a), (p, b)}
-    return pipes, sorted(valves)
+    return pipes, sorted(valves), control_links
 
 
 def wntr_style_segments(pipes, valves) -> dict[str, frozenset[str]]:
@@ -758,7 +772,7 @@ def wntr_style_segments(pipes, valves) -> dict[str, frozenset[str]]:
 def test_isolation_on_an_imported_epanet_network_equals_the_oracle(loaded, tmp_path):
     from layers.pipelines.epanet import read_inp
 
-    pipes, valves = lattice_inp(tmp_path / "lattice.inp")
+    pipes, valves, _ = lattice_inp(tmp_path / "lattice.inp")
     data = read_inp(
         tmp_path / "lattice.inp",
         crs="EPSG:4548",
@@ -785,7 +799,7 @@ def test_cli_imports_an_epanet_file_with_valves_and_reports_a_broken_section(
     from twin.cli import app
 
     monkeypatch.setenv("TWIN_DATABASE_URL", loaded)
-    _, valves = lattice_inp(tmp_path / "net.inp", n=6)
+    _, valves, _ = lattice_inp(tmp_path / "net.inp", n=6)
     (tmp_path / "valves.csv").write_text(
         "link,node\n" + "".join(f"{a},{b}\n" for a, b in valves), encoding="utf-8"
     )
@@ -820,6 +834,216 @@ def test_cli_imports_an_epanet_file_with_valves_and_reports_a_broken_section(
     result = runner.invoke(app, ["pipelines", "import-inp", "inpnet", str(tmp_path / "broken.inp")])
     assert result.exit_code == 2
     assert f"line {line}" in result.output.replace("\n", " ")
+
+
+# --- control valves: passed as WNTR passes any link, or closable on request -------------------
+EPANET = Path(__file__).resolve().parent / "data" / "pipelines" / "epanet"
+PLACE = ("--crs", "EPSG:4548", "--affine", "1,0,500000,0,1,3515000")
+
+
+def originals(ids) -> set[str]:
+    """The file's own pipes: no valve stubs (P@J) and no halves of split links (V-1)."""
+    return {i for i in ids if "@" not in i and "-" not in i}
+
+
+def test_control_valves_are_passed_as_in_wntr_and_bound_segments_when_closable(loaded, tmp_path):
+    from layers.pipelines.epanet import read_inp, read_valve_layer
+
+    pipes, valves, controls = lattice_inp(tmp_path / "ctl.inp", n=14, seed=8, controls=40)
+    (tmp_path / "valves.csv").write_text(
+        "link,node\n" + "".join(f"{a},{b}\n" for a, b in valves), encoding="utf-8"
+    )
+    data = read_inp(
+        tmp_path / "ctl.inp",
+        crs="EPSG:4548",
+        affine=(1, 0, 500_000, 0, 1, 3_515_000),
+        isolation_valves=read_valve_layer(tmp_path / "valves.csv"),
+    )
+    assert sum(n.kind == "control_valve" for n in data.nodes) == len(controls) == 40
+    with psycopg.connect(loaded) as conn:
+        save_network(conn, "controlled", data)
+        conn.commit()
+        g = graphs.load(conn, "controlled")
+    names = {p for p, _, _ in pipes}
+    links = pipes + controls  # in WNTR a control valve is a link like a pipe
+    passable = wntr_style_segments(links, valves)
+    both_ends = [(c, end) for c, a, b in controls for end in (a, b)]
+    closable = wntr_style_segments(links, valves + both_ends)
+    differ = [p for p in names if passable[p] & names != closable[p] & names]
+    assert len(differ) > 50  # the control valves change many answers here
+    for rule, expected in (("passable", passable), ("closable", closable)):
+        for p in sorted(names):
+            iso = g.isolate(g.seg_index[p], control_valves=rule)
+            assert iso.control_valves == rule
+            assert {g.seg_name[s] for s in iso.isolated} & names == expected[p] & names, (rule, p)
+    assert g.n_labels == g.segmentation("passable").n_labels < g.segmentation("closable").n_labels
+
+
+@pytest.fixture(scope="module")
+def controls_network(loaded) -> str:
+    """controls.inp with its isolation valves: R1 -P1- J1 -P2- J2 =PRV1= J3 -P3- J4 -P4- J5,
+    J4 -P5- J6 =FCV1 (closed)= J7 -P6- J8 =TCV1= J5; isolation valves on P2 at J1, P4 at J5."""
+    from layers.pipelines.epanet import read_inp, read_valve_layer
+
+    data = read_inp(
+        EPANET / "controls.inp",
+        crs="EPSG:4548",
+        affine=(1, 0, 500_000, 0, 1, 3_515_000),
+        isolation_valves=read_valve_layer(EPANET / "controls_valves.csv"),
+    )
+    with psycopg.connect(loaded) as conn:
+        save_network(conn, "controls", data)
+        conn.commit()
+    return "controls"
+
+
+def _isolate_p3(client, **extra) -> dict:
+    r = client.post(
+        "/pipelines/isolate", json={"network": "controls", "start": {"segment": "P3"}, **extra}
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_a_burst_beyond_a_prv_is_isolated_across_it_unless_control_valves_are_closable(
+    client, controls_network
+):
+    body = _isolate_p3(client)
+    assert body["control_valves"] == "passable"
+    assert originals(body["isolated"]["pipe_ids"]) == {"P2", "P3", "P4", "P5"}
+    assert {v["node_id"]: v["kind"] for v in body["valves_to_close"]} == {
+        "P2@J1": "valve",
+        "P4@J5": "valve",
+    }
+    # the FCV is shut in the model: it bounds the outage under either rule, already closed
+    assert [v["node_id"] for v in body["valves_already_closed"]] == ["FCV1"]
+    assert originals(body["cut_off"]["pipe_ids"]) == {"P6"}
+    assert body["valves_inoperable"] == []  # a passed control valve is not an inoperable one
+    assert any("PRV1" in w and '"closable"' in w for w in body["warnings"])
+    closable = _isolate_p3(client, control_valves="closable")
+    assert closable["control_valves"] == "closable"
+    assert originals(closable["isolated"]["pipe_ids"]) == {"P3", "P4", "P5"}
+    assert {v["node_id"]: v["kind"] for v in closable["valves_to_close"]} == {
+        "PRV1": "control_valve",
+        "P4@J5": "valve",
+    }
+    assert originals(closable["cut_off"]["pipe_ids"]) == {"P6"}
+    assert not any("PRV1" in w for w in closable["warnings"])
+    roles = {f["properties"].get("node_id"): f["properties"]["role"] for f in closable["features"]}
+    assert roles["PRV1"] == "valve_to_close"
+
+
+def test_traces_pass_open_control_valves_and_stop_at_closed_ones(client, controls_network):
+    body, pipes = _traced(client, {"segment": "P1"}, "connected", "controls")
+    assert originals(pipes) == {"P1", "P2", "P3", "P4", "P5", "P6"}
+    assert body["stopped_at_closed_valves"] == ["FCV1"]
+    assert body["totals"]["nodes_by_kind"]["control_valve"] == 3
+
+
+def test_the_server_setting_makes_control_valves_closable_by_default(loaded, controls_network):
+    cfg = settings_for(loaded)
+    cfg.pipelines.isolation_control_valves_closable = True
+    with app_client(cfg) as c:
+        body = _isolate_p3(c)
+        assert body["control_valves"] == "closable"
+        assert originals(body["isolated"]["pipe_ids"]) == {"P3", "P4", "P5"}
+        assert _isolate_p3(c, control_valves="passable")["control_valves"] == "passable"
+        r = c.post(
+            "/pipelines/isolate",
+            json={"network": "controls", "start": {"segment": "P3"}, "control_valves": "open"},
+        )
+        assert r.status_code in (400, 422) and "control_valves" in r.text
+
+
+def test_the_migration_turns_earlier_imported_control_valves_into_their_kind(loaded):
+    from importlib import resources
+
+    migration = resources.files("twin.migrations").joinpath("0010_control_valves.sql")
+    text = migration.read_text("utf-8")
+    update = text[text.index("UPDATE twin.pipe_nodes") :]  # the data part, run again here
+    data = tiny()
+    for n in data.nodes:  # as the EPANET reader stored a PRV and an isolation valve before
+        if n.node_id == "V1":
+            n.attrs = {"valve_type": "PRV", "setting": 30.0}
+        elif n.node_id == "V2":
+            n.attrs = {"valve_type": "isolation"}
+    with psycopg.connect(loaded) as conn:
+        save_network(conn, "oldprv", data)
+        conn.execute(update)
+        rows = dict(
+            conn.execute(
+                "SELECT node_id, kind || ' ' || valve_state || ' ' || feature_code "
+                "FROM twin.pipe_nodes WHERE network = 'oldprv' AND node_id IN ('V1', 'V2')"
+            ).fetchall()
+        )
+        versions = conn.execute(
+            "SELECT count(*) FROM twin.pipe_nodes_history h JOIN twin.pipe_nodes n USING (id) "
+            "WHERE n.network = 'oldprv'"
+        ).fetchone()[0]
+        conn.rollback()
+    assert rows == {"V1": "control_valve open 51002215", "V2": "valve open 51002201"}
+    assert versions == 1  # the valve it was is kept in the history
+
+
+@pytest.mark.parametrize(
+    ("files", "name"),
+    [
+        (["Net6.inp"], "net6"),
+        (["water_pipes.gpkg", "water_nodes.gpkg"], "water"),
+        (["JS-points.csv", "js_lines.csv"], "js"),
+        (["points.csv", "lines.csv"], "points"),
+        (["2024 给水.inp"], "net_2024"),
+        (["给水.inp"], None),
+    ],
+)
+def test_a_network_name_is_made_from_the_file_names(files, name):
+    from twin.cli_pipelines import _name_from_files
+
+    assert _name_from_files([Path(f) for f in files]) == name
+
+
+def test_cli_names_a_network_from_its_file_or_says_what_to_fix(loaded, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from twin.cli import app
+
+    monkeypatch.setenv("TWIN_DATABASE_URL", loaded)
+    monkeypatch.setenv("COLUMNS", "200")
+    net6 = tmp_path / "Net6.inp"
+    net6.write_bytes((EPANET / "controls.inp").read_bytes())
+    runner = CliRunner()
+
+    def run(*args: str) -> tuple[int, str]:
+        result = runner.invoke(app, ["pipelines", "import-inp", *args])
+        return result.exit_code, " ".join(result.output.split())
+
+    code, text = run(str(net6), *PLACE)
+    assert code == 0, text
+    assert "network name 'net6' taken from the file name Net6.inp" in text
+    assert "loaded network net6:" in text
+    code, text = run("Net6", str(net6), *PLACE)  # valid but for the capital: lowercased, said
+    assert code == 0, text
+    assert "network name 'net6' used for 'Net6': network names are lowercase" in text
+    code, text = run("--name", "net6b", str(net6), *PLACE)
+    assert code == 0 and "loaded network net6b:" in text, text
+    code, text = run("my-net", str(net6), *PLACE)
+    assert code == 2 and "network name 'my-net' is not allowed: use 'my_net'" in text
+    code, text = run("a", str(net6), "--name", "b")
+    assert code == 2 and "the network name is given twice ('a' and --name 'b')" in text
+    chinese = tmp_path / "给水.inp"
+    chinese.write_bytes(net6.read_bytes())
+    code, text = run(str(chinese), *PLACE)
+    assert code == 2 and "no network name can be made from the file name 给水.inp" in text
+    assert "--name water" in text
+    code, text = run("a", "b", "c")
+    assert code == 2 and "import-inp takes 1 file(s) (FILE) after an optional network" in text
+    with psycopg.connect(loaded) as conn:
+        kinds = conn.execute(
+            "SELECT count(*) FROM twin.pipe_nodes WHERE network = 'net6' AND kind = 'control_valve'"
+        ).fetchone()[0]
+    assert kinds == 3
+    result = runner.invoke(app, ["pipelines", "drop", "Net6B"])
+    assert result.exit_code == 0 and "dropped network net6b" in result.output
 
 
 def test_cli_imports_survey_tables_with_checks(loaded, tmp_path, monkeypatch):

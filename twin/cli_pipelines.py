@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from layers.pipelines.model import Finding, NetworkData
 from twin import db
-from twin.errors import TwinError
+from twin.errors import InvalidParameter, TwinError
 from twin.settings import Settings
 
 pipelines_app = typer.Typer(
@@ -21,15 +23,100 @@ pipelines_app = typer.Typer(
 console = Console(stderr=True)
 
 Name = Annotated[str, typer.Argument(help="Network name, e.g. water, sewer, gas")]
+NameOption = Annotated[
+    str | None,
+    typer.Option("--name", help="Network name; the default is made from the file name"),
+]
 SkipInvalid = Annotated[bool, typer.Option(help="Load what is usable, report the rest")]
 Title = Annotated[str | None, typer.Option(help="A title for the network")]
 Utility = Annotated[str | None, typer.Option(help="CJJ 61 class where the data has none: JS...")]
 Subclass = Annotated[str | None, typer.Option(help="CJJ 61 sub-class, e.g. JP, YS, WS, TR")]
 
 
-def _fail(exc: TwinError) -> None:
-    console.print(f"[bold red]error:[/] {exc.message}")
+def _fail(exc: TwinError) -> NoReturn:
+    console.print(f"[bold red]error:[/] {escape(exc.message)}")
     raise typer.Exit(2)
+
+
+def _given_name(name: str) -> str:
+    """A name that is valid but for its capitals is lowercased, and the user told so; any other
+    invalid name is refused with the valid one proposed."""
+    from layers.pipelines.store import check_network_name
+
+    lower = name.lower()
+    if lower != name:
+        try:
+            check_network_name(lower)
+        except TwinError:
+            pass
+        else:
+            console.print(
+                escape(f"network name {lower!r} used for {name!r}: network names are lowercase")
+            )
+            return lower
+    try:
+        return check_network_name(name)
+    except TwinError as exc:
+        _fail(exc)
+
+
+def _name_from_files(paths: list[Path]) -> str | None:
+    """The words the file names start with in common (water_pipes.gpkg and water_nodes.gpkg
+    give water), else the first file's name, made valid."""
+    from layers.pipelines.store import network_name_from
+
+    words = [re.split(r"[\s_.\-]+", p.stem.lower()) for p in paths]
+    common = []
+    for group in zip(*words, strict=False):
+        if len(set(group)) > 1:
+            break
+        common.append(group[0])
+    return network_name_from("_".join(common)) or network_name_from(paths[0].stem)
+
+
+def _name_and_files(
+    command: str, given: list[str], roles: tuple[str, ...], name: str | None
+) -> tuple[str, list[Path]]:
+    """`[NAME] FILE...` as typed: the network name first when there is one argument more than
+    files, else from --name or from the file names."""
+    usage = f"twin pipelines {command} [NAME] {' '.join(roles)}"
+    if len(given) == len(roles) + 1:
+        if name is not None:
+            _fail(
+                InvalidParameter(
+                    f"the network name is given twice ({given[0]!r} and --name {name!r}): "
+                    f"keep one ({usage})"
+                )
+            )
+        name, given = given[0], given[1:]
+    elif len(given) != len(roles):
+        _fail(
+            InvalidParameter(
+                f"{command} takes {len(roles)} file(s) ({', '.join(roles)}) after an optional "
+                f"network name, not {len(given)} argument(s): {usage}"
+            )
+        )
+    paths = [Path(g) for g in given]
+    if name is not None:
+        return _given_name(name), paths
+    derived = _name_from_files(paths)
+    s = "s" if len(paths) > 1 else ""
+    files = ", ".join(p.name for p in paths)
+    if derived is None:
+        _fail(
+            InvalidParameter(
+                f"no network name can be made from the file name{s} {files} (no letters a-z "
+                f"or digits in it): give one, e.g. twin pipelines {command} water "
+                f"{' '.join(given)}, or --name water"
+            )
+        )
+    console.print(
+        escape(
+            f"network name {derived!r} taken from the file name{s} {files} (give another "
+            f"before the file{s} or with --name)"
+        )
+    )
+    return derived, paths
 
 
 def _findings(title: str, findings: list[Finding], limit: int = 30) -> None:
@@ -94,9 +181,16 @@ def _save(
 
 @pipelines_app.command("import")
 def import_native(
-    name: Name,
-    pipes: Annotated[Path, typer.Argument(help="Lines with pipe_id, from_node, to_node")],
-    nodes: Annotated[Path, typer.Argument(help="Points with node_id, kind")],
+    args: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="[NAME] PIPES NODES",
+            help="Network name (default: from the file names), lines with pipe_id, from_node, "
+            "to_node, and points with node_id, kind",
+            show_default=False,
+        ),
+    ],
+    name: NameOption = None,
     utility: Utility = None,
     skip_invalid: SkipInvalid = False,
     title: Title = None,
@@ -104,15 +198,23 @@ def import_native(
     """Load a network whose pipes name their end nodes (our export, most utility GIS)."""
     from layers.pipelines.native import read_native
 
-    _save(name, lambda: read_native(pipes, nodes, utility=utility), skip_invalid, title)
+    network, (pipes, nodes) = _name_and_files("import", args, ("PIPES", "NODES"), name)
+    _save(network, lambda: read_native(pipes, nodes, utility=utility), skip_invalid, title)
 
 
 @pipelines_app.command("import-survey")
 def import_survey(
-    name: Name,
-    points: Annotated[Path, typer.Argument(help="Survey points: 物探点号, X, Y, 特征/附属物...")],
-    lines: Annotated[Path, typer.Argument(help="Survey lines: 起点点号, 终点点号, 管径...")],
+    args: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="[NAME] POINTS LINES",
+            help="Network name (default: from the file names), survey points (物探点号, X, Y, "
+            "特征/附属物...) and survey lines (起点点号, 终点点号, 管径...)",
+            show_default=False,
+        ),
+    ],
     crs: Annotated[str, typer.Option(help="CRS of X/Y, e.g. EPSG:4548 (X = northing)")],
+    name: NameOption = None,
     utility: Utility = None,
     subclass: Subclass = None,
     skip_invalid: SkipInvalid = False,
@@ -121,8 +223,9 @@ def import_survey(
     """Load survey tables (points and lines joined by point numbers), with the survey checks."""
     from layers.pipelines.survey import read_survey
 
+    network, (points, lines) = _name_and_files("import-survey", args, ("POINTS", "LINES"), name)
     _save(
-        name,
+        network,
         lambda: read_survey(points, lines, crs=crs, utility=utility, subclass=subclass),
         skip_invalid,
         title,
@@ -131,8 +234,16 @@ def import_survey(
 
 @pipelines_app.command("import-lines")
 def import_lines(
-    name: Name,
-    file: Annotated[Path, typer.Argument(help="A line file (GeoPackage, Shapefile, ...)")],
+    args: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="[NAME] FILE",
+            help="Network name (default: from the file name) and a line file (GeoPackage, "
+            "Shapefile, ...)",
+            show_default=False,
+        ),
+    ],
+    name: NameOption = None,
     tolerance: Annotated[float, typer.Option(help="Snap end points within this many m")] = 0.5,
     nodes: Annotated[Path | None, typer.Option(help="Points: valves, hydrants, sources")] = None,
     crs: Annotated[str | None, typer.Option(help="CRS when the file does not say")] = None,
@@ -144,8 +255,9 @@ def import_lines(
     """Load plain GIS lines; the topology is built by snapping end points."""
     from layers.pipelines.lines import read_lines
 
+    network, (file,) = _name_and_files("import-lines", args, ("FILE",), name)
     _save(
-        name,
+        network,
         lambda: read_lines(
             file, tolerance_m=tolerance, utility=utility, subclass=subclass, crs=crs, nodes=nodes
         ),
@@ -156,8 +268,16 @@ def import_lines(
 
 @pipelines_app.command("import-inp")
 def import_inp(
-    name: Name,
-    file: Annotated[Path, typer.Argument(help="An EPANET .inp file")],
+    args: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="[NAME] FILE",
+            help="Network name (default: from the file name, Net6.inp gives net6) and an "
+            "EPANET .inp file",
+            show_default=False,
+        ),
+    ],
+    name: NameOption = None,
     crs: Annotated[str, typer.Option(help="CRS the (transformed) coordinates are in")] = (
         "EPSG:4326"
     ),
@@ -175,6 +295,8 @@ def import_inp(
     """Load an EPANET model, placed on the map with a CRS or an affine transform."""
     from layers.pipelines.epanet import parse_affine, read_inp, read_valve_layer
 
+    network, (file,) = _name_and_files("import-inp", args, ("FILE",), name)
+
     def read() -> NetworkData:
         return read_inp(
             file,
@@ -185,7 +307,7 @@ def import_inp(
             isolation_valves=read_valve_layer(valves) if valves else None,
         )
 
-    _save(name, read, skip_invalid, title)
+    _save(network, read, skip_invalid, title)
 
 
 @pipelines_app.command("list")
@@ -223,6 +345,7 @@ def check(name: Name) -> None:
     from layers.pipelines.store import publish
     from layers.pipelines.topology import store_findings, summary
 
+    name = _given_name(name)
     settings = Settings()
     try:
         with db.connect(db.database_url(settings.db)) as conn:
@@ -244,6 +367,7 @@ def drop(name: Name) -> None:
     """Remove a network, its collections and its findings."""
     from layers.pipelines.store import drop_network
 
+    name = _given_name(name)
     settings = Settings()
     try:
         with db.connect(db.database_url(settings.db)) as conn:

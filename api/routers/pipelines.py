@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import psycopg
 from fastapi import APIRouter, Depends, Request
@@ -55,6 +55,13 @@ class IsolateRequest(BaseModel):
     )
     second_pass: bool = Field(
         False, description="Also answer for when every valve of the first answer fails"
+    )
+    control_valves: Literal["passable", "closable"] | None = Field(
+        None,
+        description="Control valves (PRV, PSV, FCV, TCV, ...): 'passable' lets water through "
+        "them and they bound no segment (WNTR's valve_segments); 'closable' counts them as "
+        "valves to close. Default: the server's TWIN_ISOLATION_CONTROL_VALVES_CLOSABLE "
+        "(passable unless set); the answer's control_valves says which was used",
     )
 
 
@@ -216,9 +223,20 @@ async def isolate(
     who = principal(request)
     _start_allowed(cat, who, body.start, body.network)
     answer = await analysis.isolate(
-        conn, cache, body.start.model_dump(), body.network, body.inoperable, body.second_pass
+        conn,
+        cache,
+        body.start.model_dump(),
+        body.network,
+        body.inoperable,
+        body.second_pass,
+        body.control_valves or _control_valve_rule(request),
     )
     return _answer_for(cat, who, answer)
+
+
+def _control_valve_rule(request: Request) -> str:
+    closable = request.app.state.settings.pipelines.isolation_control_valves_closable
+    return "closable" if closable else "passable"
 
 
 @router.post(

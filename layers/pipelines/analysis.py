@@ -16,7 +16,7 @@ import numpy as np
 import shapely
 
 from layers.pipelines.graph import Graph, GraphCache, Isolation, Trace
-from layers.pipelines.model import SERVICE_KINDS
+from layers.pipelines.model import CONTROL_VALVE_RULES, SERVICE_KINDS
 from twin.crs import axis_ordered_to_wgs84, epsg_xy, parse_crs, utm_or_gk_epsg
 from twin.errors import InvalidData, InvalidParameter, LimitExceeded, NotFound
 
@@ -353,6 +353,7 @@ def _valves(g: Graph, nodes: list[int]) -> list[dict]:
     return [
         {
             "node_id": g.node_name[v],
+            "kind": g.node_kind[v],
             "state": g.valve_state[v],
             "lon": round(float(g.node_xy[v][0]), 7),
             "lat": round(float(g.node_xy[v][1]), 7),
@@ -383,7 +384,24 @@ async def _isolation_body(conn: Any, g: Graph, iso: Isolation) -> dict[str, Any]
         body["warnings"].append(
             "no valve can isolate this pipe: every path out of it has no operable valve"
         )
+    passed = _control_valves_passed(g, iso)
+    if passed:
+        shown = ", ".join(passed[:5]) + (f" and {len(passed) - 5} more" if len(passed) > 5 else "")
+        body["warnings"].append(
+            f"{len(passed)} control valve(s) inside the isolated area ({shown}) were passed, "
+            'not closed; ask with "control_valves": "closable" to let them bound it'
+        )
     return body | await _impact(conn, g, iso)
+
+
+def _control_valves_passed(g: Graph, iso: Isolation) -> list[str]:
+    """Open control valves the isolated area runs through (none when they are closable)."""
+    if iso.control_valves == "closable" or not g.is_control_valve.any():
+        return []
+    ends = np.concatenate([g.seg_a[iso.isolated], g.seg_b[iso.isolated]])
+    ends = np.unique(ends[ends >= 0])
+    inside = ends[g.is_control_valve[ends] & ~g.closed[ends] & ~g.stored_inoperable[ends]]
+    return [g.node_name[v] for v in inside.tolist()]
 
 
 async def isolate(
@@ -393,7 +411,14 @@ async def isolate(
     network: str | None,
     inoperable: list[str],
     second_pass: bool,
+    control_valves: str = CONTROL_VALVE_RULES[0],
 ) -> dict[str, Any]:
+    """Valves to close for a burst and what loses supply; ``control_valves`` is
+    ``passable`` (water passes control valves, as in WNTR) or ``closable``."""
+    if control_valves not in CONTROL_VALVE_RULES:
+        raise InvalidParameter(
+            f"control_valves {control_valves!r} is not one of {', '.join(CONTROL_VALVE_RULES)}"
+        )
     if network:
         cur = await conn.execute(
             "SELECT gravity FROM twin.pipe_networks WHERE name = %s", [network]
@@ -414,15 +439,16 @@ async def isolate(
         )
     assert at.segment is not None
     failed = _valve_ids(g, inoperable)
-    first = g.isolate(at.segment, failed)
+    first = g.isolate(at.segment, failed, control_valves)
     out: dict[str, Any] = {
         "type": "FeatureCollection",
         "network": g.network,
         "burst": _start_info(g, at),
+        "control_valves": control_valves,
     }
     out |= await _isolation_body(conn, g, first)
     if second_pass:
-        again = g.isolate(at.segment, failed | set(first.to_close))
+        again = g.isolate(at.segment, failed | set(first.to_close), control_valves)
         out["second_pass"] = await _isolation_body(conn, g, again)
         out["second_pass"]["assumes_failed"] = [g.node_name[v] for v in first.to_close]
     out["features"] = await _features(

@@ -232,6 +232,7 @@ FITTING_SEQUENCE = {
     "tank": "12",
     "treatment_plant": "13",
     "service": "14",
+    "control_valve": "15",  # 调节阀 / 减压阀: EPANET's PRV, TCV, ...
     "fitting": "99",  # an appurtenance we do not name
 }
 # Feature (特征) sequences by the feature text (our convention); a junction without a

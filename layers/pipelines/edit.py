@@ -20,7 +20,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from layers import versioned
-from layers.pipelines.model import FLOWS, NODE_KINDS, STATES, VALVE_STATES
+from layers.pipelines.model import FLOWS, NODE_KINDS, STATES, VALVE_KINDS, VALVE_STATES
 from layers.pipelines.topology import END_OFF_M
 from twin.errors import Conflict, InvalidData, NotFound
 
@@ -242,9 +242,9 @@ async def update(
     values, geom = parse(feature, t, partial=partial)
     if not partial and geom is None:
         raise InvalidData(f"a replaced {t.what[:-1]} needs its geometry (or PATCH)")
-    if t.what == "nodes" and values.get("kind") not in (None, "valve"):
+    if t.what == "nodes" and values.get("kind") not in (None, *VALVE_KINDS):
         values.setdefault("valve_state", None)
-    if values.get("kind") == "valve" and "valve_state" not in values:
+    if values.get("kind") in VALVE_KINDS and "valve_state" not in values:
         # a valve stays as it is; a node becoming a valve starts open
         current = await versioned.scalar(
             conn, "SELECT valve_state FROM twin.pipe_nodes WHERE id = %s", [fid]
@@ -306,7 +306,7 @@ async def create(conn: psycopg.AsyncConnection, t: Target, feature: Any) -> tupl
     if t.what == "nodes":
         if geom is None:
             raise InvalidData("a new node needs a Point geometry")
-        if values["kind"] == "valve":
+        if values["kind"] in VALVE_KINDS:
             values.setdefault("valve_state", "open")
     values["network"] = t.network
     cols = sql.SQL(", ").join(sql.Identifier(k) for k in values)

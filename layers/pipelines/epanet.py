@@ -8,8 +8,10 @@ someone fix it), and it keeps heavy hydraulic packages out of the server.
 
 EPANET models valves and pumps as links between two nodes; in the twin they are point
 features on a pipe, so each becomes a node halfway along the link with two short segments
-either side. Isolation valves, which EPANET does not model at all, can be added from a WNTR
-style valve layer (pairs of pipe and end node).
+either side. EPANET's valves (PRV, TCV, ...) are control valves: they regulate flow, so they
+become ``control_valve`` nodes, which water passes in a valve segmentation unless an isolation
+counts them as closable. Isolation valves, which EPANET does not model at all, can be added
+from a WNTR style valve layer (pairs of pipe and end node).
 
 The coordinates of an ``.inp`` file are local planar units; an optional affine transform
 places them in the target CRS (``x' = a*x + b*y + c``, ``y' = d*x + e*y + f``, the order
@@ -834,16 +836,16 @@ class _Builder:
         self.pipes[link.link_id] = _PipeGeom(link.line, seg, local)
 
     def _split_link(self, link: _LinkRec, local: list[XY]) -> None:
-        """A valve or pump: a node halfway along the link and a segment either side."""
+        """A control valve or pump: a node halfway along the link and a segment either side."""
         out = [self.place(xy) for xy in local]
         lengths = self.metric.lengths(local, out)
         point, first, second, _, _ = _cut(out, lengths, sum(lengths) / 2)
         status = self.p.status.get(link.link_id, (0, ""))[1]
         v = link.values
-        node = Node(link.link_id, "valve", point[0], point[1])
+        node = Node(link.link_id, "control_valve", point[0], point[1])
         diameter = None
         if link.kind == "valve":
-            node.valve_state = "closed" if status == "CLOSED" else "open"
+            node.valve_state = "closed" if status == "CLOSED" else "open"  # fixed in [STATUS]
             keys = ("valve_type", "setting", "minor_loss", "curve")
             node.attrs = {k: v[k] for k in keys if k in v}
             diameter = v["diameter"] * self.units.diameter
@@ -904,6 +906,11 @@ class _Builder:
         link = self.p.links.get(link_id)
         if link is None:
             return f"there is no link {link_id!r} in {self.p.name}"
+        if link.kind == "valve":
+            return (
+                f"{link_id!r} is a {link.values['valve_type']} control valve, not a pipe; "
+                "isolation valves go on pipes (name a pipe that ends at the same node)"
+            )
         if link.kind != "pipe":
             return f"{link_id!r} is a {link.kind}, not a pipe; isolation valves go on pipes"
         if node_id not in (link.node1, link.node2):

@@ -7,9 +7,11 @@ part of the network they return.
 
 Valve segments are the standard notion (WNTR's ``valve_segments``, an isolation trace in a
 utility network): remove the valve nodes and take connected components of what is left. A
-valve that cannot be operated is not a boundary, so its two sides are one segment. Isolating a
-burst closes the operable valves around its segment; the segments then unreachable from every
-source through open valves are cut off too.
+valve that cannot be operated is not a boundary, so its two sides are one segment. Control
+valves (PRV, TCV, ...) are links water passes in WNTR, so by default they bound nothing either;
+the "closable" rule counts them as valves an isolation may close. Isolating a burst closes the
+operable valves around its segment; the segments then unreachable from every source through
+open valves are cut off too.
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 
-from layers.pipelines.model import SOURCE_KINDS, VALVE_KINDS
+from layers.pipelines.model import (
+    CONTROL_VALVE_KINDS,
+    CONTROL_VALVE_RULES,
+    SOURCE_KINDS,
+    VALVE_KINDS,
+)
+from twin.errors import InvalidParameter
 
 SEGMENTS_SQL = """
 SELECT id, pipe_id, from_node, to_node, length_m, diameter_mm, material, flow
@@ -46,6 +54,7 @@ class Isolation:
     isolated: np.ndarray  # segment indices
     cut_off: np.ndarray
     sources: int
+    control_valves: str  # the rule used: one of CONTROL_VALVE_RULES
 
 
 @dataclass
@@ -86,11 +95,13 @@ class Graph:
         self.n_nodes, self.n_segs = len(nodes), len(segments)
         self.linked = (self.seg_a >= 0) & (self.seg_b >= 0)
         self.is_valve = np.isin(self.node_kind, list(VALVE_KINDS))
+        self.is_control_valve = np.isin(self.node_kind, list(CONTROL_VALVE_KINDS))
         self.closed = self.is_valve & (self.valve_state == "closed")
-        self.barrier = self.is_valve & (self.valve_state != "inoperable")
+        self.stored_inoperable = self.is_valve & (self.valve_state == "inoperable")
         self.sources = np.flatnonzero(np.isin(self.node_kind, list(SOURCE_KINDS)))
         self._incidence()
-        self._valve_segments()
+        self._segmentations: dict[str, ValveSegments] = {}
+        self.default = self.segmentation(CONTROL_VALVE_RULES[0])
         self._distance: np.ndarray | None = None
 
     # --- structure ---------------------------------------------------------------------------
@@ -106,100 +117,59 @@ class Graph:
     def incident(self, node: int) -> np.ndarray:
         return self.inc_seg[self.inc_ptr[node] : self.inc_ptr[node + 1]]
 
-    def _valve_segments(self) -> None:
-        """Label every segment with its valve segment; map valves to the labels they bound."""
-        n, s = self.n_nodes, self.n_segs
-        segs = np.flatnonzero(self.linked)
-        rows, cols = [], []
-        for end in (self.seg_a, self.seg_b):
-            keep = segs[~self.barrier[end[segs]]]
-            rows.append(keep + n)
-            cols.append(end[keep])
-        r, c = np.concatenate(rows), np.concatenate(cols)
-        m = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(n + s, n + s))
-        _, labels = connected_components(m, directed=False)
-        seg_labels = labels[n:]
-        _, self.seg_label = np.unique(seg_labels, return_inverse=True)
-        self.seg_label = self.seg_label.astype(np.int64)
-        self.n_labels = int(self.seg_label.max()) + 1 if s else 0
-        order = np.argsort(self.seg_label, kind="stable")
-        self.label_members = order
-        self.label_ptr = np.searchsorted(self.seg_label[order], np.arange(self.n_labels + 1))
-        # valve -> labels it touches, label -> valves around it
-        self.valve_labels: dict[int, set[int]] = {}
-        self.label_valves: list[set[int]] = [set() for _ in range(self.n_labels)]
-        for end in (self.seg_a, self.seg_b):
-            at = segs[self.barrier[end[segs]]]
-            for seg, valve in zip(at.tolist(), end[at].tolist(), strict=True):
-                label = int(self.seg_label[seg])
-                self.valve_labels.setdefault(valve, set()).add(label)
-                self.label_valves[label].add(valve)
-        self.source_labels = {
-            int(self.seg_label[seg]) for src in self.sources.tolist() for seg in self.incident(src)
-        }
-        self.fed = self._reachable(set(), set())
+    def barriers(self, control_valves: str) -> np.ndarray:
+        """The valve nodes that bound segments: operable isolation valves, and control valves
+        when they count as closable. A control valve shut in the data bounds in either case,
+        since no water passes it."""
+        if control_valves not in CONTROL_VALVE_RULES:
+            raise InvalidParameter(
+                f"control_valves {control_valves!r} is not one of {', '.join(CONTROL_VALVE_RULES)}"
+            )
+        operable = self.is_valve & ~self.stored_inoperable
+        if control_valves == "closable":
+            return operable
+        return operable & (~self.is_control_valve | self.closed)
+
+    def segmentation(self, control_valves: str) -> ValveSegments:
+        """Valve segments under one rule for control valves, built once per graph."""
+        found = self._segmentations.get(control_valves)
+        if found is None:
+            found = ValveSegments(self, control_valves, self.barriers(control_valves))
+            self._segmentations[control_valves] = found
+        return found
+
+    # The default segmentation, as callers that know of one rule only read it.
+    @property
+    def barrier(self) -> np.ndarray:
+        return self.default.barrier
+
+    @property
+    def seg_label(self) -> np.ndarray:
+        return self.default.seg_label
+
+    @property
+    def n_labels(self) -> int:
+        return self.default.n_labels
 
     def members(self, label: int) -> np.ndarray:
-        return self.label_members[self.label_ptr[label] : self.label_ptr[label + 1]]
+        return self.default.members(label)
 
-    def _reachable(self, removed: set[int], shut: set[int]) -> set[int]:
-        """Labels reachable from the sources through open valves, avoiding ``removed``
-        labels and the ``shut`` valves."""
-        seen = {lab for lab in self.source_labels if lab not in removed}
-        todo = deque(seen)
-        while todo:
-            label = todo.popleft()
-            for valve in self.label_valves[label]:
-                if self.closed[valve] or valve in shut:
-                    continue
-                for other in self.valve_labels[valve]:
-                    if other not in seen and other not in removed:
-                        seen.add(other)
-                        todo.append(other)
-        return seen
+    def supplied(self, seg: int) -> bool:
+        """Whether a source reaches the segment through open valves now (the same under
+        either rule: what passes water is the same, only the cuts differ)."""
+        return int(self.default.seg_label[seg]) in self.default.fed
 
     # --- burst isolation -----------------------------------------------------------------------
-    def isolate(self, seg: int, inoperable: set[int] | None = None) -> Isolation:
+    def isolate(
+        self,
+        seg: int,
+        inoperable: set[int] | None = None,
+        control_valves: str = CONTROL_VALVE_RULES[0],
+    ) -> Isolation:
         """Valves to close for a burst on segment ``seg``; ``inoperable`` valves (node indices)
-        cannot be closed, so the search goes on to the valves beyond them."""
-        inoperable = inoperable or set()
-        merged = {int(self.seg_label[seg])}
-        todo = deque(merged)
-        while todo:  # grow across valves that cannot close
-            label = todo.popleft()
-            for valve in self.label_valves[label]:
-                if valve in inoperable and not self.closed[valve]:  # shut stays shut
-                    for other in self.valve_labels[valve] - merged:
-                        merged.add(other)
-                        todo.append(other)
-        boundary = {v for lab in merged for v in self.label_valves[lab]} - inoperable
-        # a valve with every side inside the outage needs no closing
-        boundary = {v for v in boundary if self.valve_labels[v] - merged}
-        to_close = sorted(v for v in boundary if not self.closed[v])
-        already = sorted(v for v in boundary if self.closed[v])
-        isolated = np.concatenate([self.members(lab) for lab in sorted(merged)])
-        if len(self.sources):
-            after = self._reachable(merged, boundary)
-            lost = sorted(self.fed - after - merged)
-            cut = [self.members(lab) for lab in lost]
-            cut_off = np.concatenate(cut) if cut else np.array([], dtype=np.int64)
-        else:
-            cut_off = np.array([], dtype=np.int64)
-        stored = {int(v) for v in np.flatnonzero(self.is_valve & ~self.barrier)}
-        touched = {v for lab in merged for v in self.label_valves[lab]}
-        return Isolation(
-            seg,
-            merged,
-            to_close,
-            already,
-            sorted((inoperable & touched) | {v for v in stored if self._touches(v, merged)}),
-            np.sort(isolated),
-            np.sort(cut_off),
-            len(self.sources),
-        )
-
-    def _touches(self, node: int, labels: set[int]) -> bool:
-        return any(int(self.seg_label[s]) in labels for s in self.incident(node))
+        cannot be closed, so the search goes on to the valves beyond them. ``control_valves``
+        says whether control valves are passed (the default) or may be closed."""
+        return self.segmentation(control_valves).isolate(seg, inoperable or set())
 
     # --- traces ------------------------------------------------------------------------------
     def distance_to_sources(self) -> np.ndarray:
@@ -239,10 +209,6 @@ class Graph:
         out[b_shut & ~a_shut & np.isfinite(da)] = 1
         out[a_shut & ~b_shut & np.isfinite(db)] = -1
         return out, np.isfinite(da) & (da == db)
-
-    def supplied(self, seg: int) -> bool:
-        """Whether a source reaches the segment through open valves now."""
-        return int(self.seg_label[seg]) in self.fed
 
     def trace(
         self, *, seg: int | None = None, node: int | None = None, direction: str = "connected"
@@ -289,6 +255,105 @@ class Graph:
             np.array(sorted(seen_nodes), dtype=np.int64),
             sorted(stopped),
         )
+
+
+class ValveSegments:
+    """Every segment labelled with its valve segment under one barrier set, and the valves
+    mapped to the segments they bound."""
+
+    def __init__(self, g: Graph, control_valves: str, barrier: np.ndarray) -> None:
+        self.g, self.control_valves, self.barrier = g, control_valves, barrier
+        n, s = g.n_nodes, g.n_segs
+        segs = np.flatnonzero(g.linked)
+        rows, cols = [], []
+        for end in (g.seg_a, g.seg_b):
+            keep = segs[~barrier[end[segs]]]
+            rows.append(keep + n)
+            cols.append(end[keep])
+        r, c = np.concatenate(rows), np.concatenate(cols)
+        m = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(n + s, n + s))
+        _, labels = connected_components(m, directed=False)
+        _, inverse = np.unique(labels[n:], return_inverse=True)
+        self.seg_label = inverse.astype(np.int64)
+        self.n_labels = int(self.seg_label.max()) + 1 if s else 0
+        order = np.argsort(self.seg_label, kind="stable")
+        self.label_members = order
+        self.label_ptr = np.searchsorted(self.seg_label[order], np.arange(self.n_labels + 1))
+        # valve -> labels it touches, label -> valves around it
+        self.valve_labels: dict[int, set[int]] = {}
+        self.label_valves: list[set[int]] = [set() for _ in range(self.n_labels)]
+        for end in (g.seg_a, g.seg_b):
+            at = segs[barrier[end[segs]]]
+            for seg, valve in zip(at.tolist(), end[at].tolist(), strict=True):
+                label = int(self.seg_label[seg])
+                self.valve_labels.setdefault(valve, set()).add(label)
+                self.label_valves[label].add(valve)
+        self.source_labels = {
+            int(self.seg_label[seg]) for src in g.sources.tolist() for seg in g.incident(src)
+        }
+        self.fed = self._reachable(set(), set())
+
+    def members(self, label: int) -> np.ndarray:
+        return self.label_members[self.label_ptr[label] : self.label_ptr[label + 1]]
+
+    def _reachable(self, removed: set[int], shut: set[int]) -> set[int]:
+        """Labels reachable from the sources through open valves, avoiding ``removed``
+        labels and the ``shut`` valves."""
+        seen = {lab for lab in self.source_labels if lab not in removed}
+        todo = deque(seen)
+        while todo:
+            label = todo.popleft()
+            for valve in self.label_valves[label]:
+                if self.g.closed[valve] or valve in shut:
+                    continue
+                for other in self.valve_labels[valve]:
+                    if other not in seen and other not in removed:
+                        seen.add(other)
+                        todo.append(other)
+        return seen
+
+    def isolate(self, seg: int, inoperable: set[int]) -> Isolation:
+        closed = self.g.closed
+        merged = {int(self.seg_label[seg])}
+        todo = deque(merged)
+        while todo:  # grow across valves that cannot close
+            label = todo.popleft()
+            for valve in self.label_valves[label]:
+                if valve in inoperable and not closed[valve]:  # shut stays shut
+                    for other in self.valve_labels[valve] - merged:
+                        merged.add(other)
+                        todo.append(other)
+        boundary = {v for lab in merged for v in self.label_valves[lab]} - inoperable
+        # a valve with every side inside the outage needs no closing
+        boundary = {v for v in boundary if self.valve_labels[v] - merged}
+        to_close = sorted(v for v in boundary if not closed[v])
+        already = sorted(v for v in boundary if closed[v])
+        isolated = np.concatenate([self.members(lab) for lab in sorted(merged)])
+        n_sources = len(self.g.sources)
+        if n_sources:
+            after = self._reachable(merged, boundary)
+            lost = sorted(self.fed - after - merged)
+            cut = [self.members(lab) for lab in lost]
+            cut_off = np.concatenate(cut) if cut else np.array([], dtype=np.int64)
+        else:
+            cut_off = np.array([], dtype=np.int64)
+        # a control valve that is passed is no barrier, but it is not inoperable either
+        stored = {int(v) for v in np.flatnonzero(self.g.stored_inoperable)}
+        touched = {v for lab in merged for v in self.label_valves[lab]}
+        return Isolation(
+            seg,
+            merged,
+            to_close,
+            already,
+            sorted((inoperable & touched) | {v for v in stored if self._touches(v, merged)}),
+            np.sort(isolated),
+            np.sort(cut_off),
+            n_sources,
+            self.control_valves,
+        )
+
+    def _touches(self, node: int, labels: set[int]) -> bool:
+        return any(int(self.seg_label[s]) in labels for s in self.g.incident(node))
 
 
 def build(network: str, revision: int, gravity: bool, nodes: list, segments: list) -> Graph:

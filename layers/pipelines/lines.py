@@ -34,7 +34,14 @@ from layers.pipelines.columns import (
     pick_layer,
     row_class,
 )
-from layers.pipelines.model import GRAVITY_UTILITIES, Finding, NetworkData, Node, Segment
+from layers.pipelines.model import (
+    GRAVITY_UTILITIES,
+    VALVE_KINDS,
+    Finding,
+    NetworkData,
+    Node,
+    Segment,
+)
 from twin.crs import parse_crs, utm_or_gk_epsg
 from twin.errors import InvalidData, InvalidParameter
 
@@ -348,7 +355,7 @@ def _file_node(rec: Mapping[str, Any], cols: Mapping[str, str], others: list[str
         attrs["appurtenance"] = text
     node_id = cell_text(rec[cols["node_id"]]) if "node_id" in cols else None
     valve_state = None
-    if kind == "valve":
+    if kind in VALVE_KINDS:
         valve_state = (codes.parse_valve_state(state) if state else None) or "open"
     return _Node(
         xy=np.zeros(2),

@@ -47,10 +47,16 @@ GRAVITY_UTILITIES = {"PS"}
 # Network class digit and geometry digit used in 8-digit feature codes (5 + class + sub-class
 # index + geometry + point kind + sequence): see `feature_code`.
 
-# Node kinds. Sources feed pressure networks (a trace "upstream" goes toward them); valves
-# bound valve segments; service points are the customers an outage reaches.
+# Node kinds. Sources feed pressure networks (a trace "upstream" goes toward them); isolation
+# valves bound valve segments; service points are the customers an outage reaches.
 SOURCE_KINDS = frozenset({"source", "plant", "reservoir", "tank", "regulator"})
-VALVE_KINDS = frozenset({"valve"})
+# Control valves (EPANET's PRV, PSV, PBV, FCV, TCV, GPV, PCV) regulate what passes rather than
+# shut a main off, so by default water passes them and they bound no segment (as in WNTR's
+# valve_segments); an isolation may count them as closable (CONTROL_VALVE_RULES).
+ISOLATION_VALVE_KINDS = frozenset({"valve"})
+CONTROL_VALVE_KINDS = frozenset({"control_valve"})
+VALVE_KINDS = ISOLATION_VALVE_KINDS | CONTROL_VALVE_KINDS  # the kinds with a valve_state
+CONTROL_VALVE_RULES = ("passable", "closable")
 SERVICE_KINDS = frozenset({"meter", "service"})
 SINK_KINDS = frozenset({"outfall", "treatment_plant"})
 NODE_KINDS = frozenset(
@@ -72,7 +78,7 @@ class Node:
     kind: str  # one of NODE_KINDS
     x: float  # in NetworkData.crs (easting / longitude)
     y: float  # northing / latitude
-    valve_state: str | None = None  # valves only: open, closed, inoperable
+    valve_state: str | None = None  # VALVE_KINDS only: open, closed, inoperable
     ground_elev_m: float | None = None
     invert_m: float | None = None  # pipe bottom (gravity) or pipe elevation at the node
     depth_m: float | None = None

@@ -12,6 +12,7 @@ import csv
 import json
 import re
 import time
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,12 +69,28 @@ class NetworkRejected(InvalidData):
 
 def check_network_name(name: str) -> str:
     if not NETWORK_NAME.fullmatch(name) or name in RESERVED:
+        valid = network_name_from(name)
+        hint = f": use {valid!r}" if valid and valid != name else ""
         raise InvalidParameter(
-            f"network name {name!r} is not allowed: lowercase letters, digits and '_', "
-            "starting with a letter, at most 31 characters (e.g. water, sewer, gas); "
-            f"not {', '.join(sorted(RESERVED))}"
+            f"network name {name!r} is not allowed{hint} (lowercase letters, digits and '_', "
+            "starting with a letter, at most 31 characters, e.g. water, sewer, gas; "
+            f"not {', '.join(sorted(RESERVED))})"
         )
     return name
+
+
+def network_name_from(text: str) -> str | None:
+    """A valid network name made from any text (a file name, a name given as ``Net6``):
+    lowercased, other characters to '_', ``net_`` before a leading digit; None when no letter
+    or digit is left to make one from."""
+    folded = unicodedata.normalize("NFKC", text).lower()  # full-width Ｎｅｔ６ reads as net6
+    name = re.sub(r"[^a-z0-9]+", "_", folded).strip("_")
+    if not name:
+        return None
+    if name[0].isdigit():
+        name = f"net_{name}"
+    name = name[:31].rstrip("_")
+    return f"{name[:27]}_net" if name in RESERVED else name
 
 
 def validate(data: NetworkData) -> list[Finding]:

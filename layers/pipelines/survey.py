@@ -32,7 +32,14 @@ from layers.pipelines.columns import (
     read_table,
     row_class,
 )
-from layers.pipelines.model import GRAVITY_UTILITIES, Finding, NetworkData, Node, Segment
+from layers.pipelines.model import (
+    GRAVITY_UTILITIES,
+    VALVE_KINDS,
+    Finding,
+    NetworkData,
+    Node,
+    Segment,
+)
 from twin.crs import parse_crs
 from twin.errors import InvalidData, InvalidParameter
 
@@ -264,7 +271,7 @@ def _read_points(
             kind=kind,
             x=xy[0],
             y=xy[1],
-            valve_state=_valve_state(state, where, survey) if kind == "valve" else None,
+            valve_state=_valve_state(state, where, survey) if kind in VALVE_KINDS else None,
             ground_elev_m=_number(rec, cols, "ground_elev", where, survey),
             depth_m=_number(rec, cols, "depth", where, survey),
             name=cell_text(rec[cols["name"]]) if "name" in cols else None,
