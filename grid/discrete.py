@@ -97,7 +97,11 @@ def check_cell(cell: object) -> str:
     if not isinstance(cell, str):
         raise InvalidParameter(f"an H3 cell id must be a string; got {cell!r}")
     text = cell.strip().lower()
-    if not h3.is_valid_cell(text):
+    try:
+        valid = h3.is_valid_cell(text)
+    except (ValueError, OverflowError):  # h3 parses the id as a 64-bit integer first
+        valid = False
+    if not valid:
         raise InvalidParameter(
             f"{cell!r} is not a valid H3 cell id (15 hexadecimal digits, e.g. '8940f8e0693ffff')"
         )

@@ -337,6 +337,8 @@ def test_h3_invalid_inputs_say_what_is_wrong():
         h3_polygon("not-a-cell")
     with pytest.raises(InvalidParameter, match="is not a valid H3 cell id"):
         h3_polygon("ffffffffffffffff")
+    with pytest.raises(InvalidParameter, match="is not a valid H3 cell id"):
+        h3_polygon("f" * 20)  # past 64 bits: h3 overflows before it can say invalid
     with pytest.raises(InvalidParameter, match="must be a string"):
         h3_polygon(0x8928308280FFFFF)  # type: ignore[arg-type]
     with pytest.raises(InvalidParameter, match="look projected"):
