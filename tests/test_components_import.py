@@ -9,21 +9,26 @@ from importlib import resources
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import psycopg
 import pyogrio
 import pytest
 from conftest import fresh_database
+from pyproj import Geod
 from shapely.geometry import box
+from typer.testing import CliRunner
 
 from grid.store import import_grid, import_grid_folder
 from layers.components.classes import class_names, standard_classes, sync_classes
 from layers.components.codes import advance_past, code_problem, next_codes, split_code
-from layers.components.importer import ComponentsRejected, import_components
+from layers.components.importer import NO_GRID, ComponentsRejected, import_components
 from sample_data import generate
+from twin.cli import app
 from twin.errors import InvalidData
 from twin.settings import ComponentSettings, GridSettings
 
 SETTINGS = ComponentSettings()
+runner = CliRunner()
 # A synthetic district (440106) of 2 × 2 unit grids, each D/2 degrees square.
 X0, Y0, D = 113.0, 23.0, 0.01
 DISTRICT, COMMUNITY = "440106", "440106001001"
@@ -299,7 +304,7 @@ def test_rows_without_codes_get_the_next_codes_of_their_district_and_class(
     conn, district, tmp_path
 ):
     header = ["code", "class_code", "status", "lon", "lat"]
-    outside = (X0 + 1, Y0 + 1)
+    outside = (X0 + 2 * D, Y0 + D / 2)  # about 1 km east of the district
     rows = [
         ["4401060203000020", "0203", "完好", *centre(1)],
         ["", "0203", "完好", *centre(2)],
@@ -386,6 +391,158 @@ def test_skip_invalid_loads_the_good_rows_and_append_refuses_taken_codes(conn, d
     with pytest.raises(ComponentsRejected) as err:
         import_components(conn, again, SETTINGS)
     assert "is already in the components" in err.value.report.bad_rows[0].reason
+
+
+# --- rows outside the grid ----------------------------------------------------------------------
+GEOD = Geod(ellps="WGS84")
+LINES = ["class_code", "name", "lon", "lat"]
+
+
+def finland(tmp_path: Path, n: int = 983) -> Path:
+    """Street lamps surveyed in Finland, with no codes: the file of issue 12."""
+    rng = np.random.default_rng(12)
+    lon, lat = rng.uniform(21.0, 30.0, n).round(6), rng.uniform(60.0, 68.0, n).round(6)
+    rows = [["0118", "路灯", x, y] for x, y in zip(lon, lat, strict=True)]
+    return write_csv(tmp_path / "finland.csv", LINES, rows)
+
+
+def east_of_district(km: float) -> tuple[float, float]:
+    """A point ``km`` east of the district's east edge, halfway up."""
+    lat = Y0 + D / 2
+    lon, _, _ = GEOD.fwd(X0 + D, lat, 90, km * 1000)
+    return round(lon, 6), lat
+
+
+def near_file(tmp_path: Path) -> Path:
+    """Three lamps inside unit grids, two just outside the district, one 12 km off."""
+    rows = [
+        ["4401060118000101", "0118", "路灯", *centre(1)],
+        ["4401060118000102", "0118", "路灯", *centre(2)],
+        ["", "0118", "路灯", *centre(3)],
+        ["4401060118000104", "0118", "路灯", *east_of_district(0.5)],
+        ["4401060118000105", "0118", "路灯", *east_of_district(3)],
+        ["4401060118000106", "0118", "路灯", *east_of_district(12)],
+    ]
+    return write_csv(tmp_path / "near.csv", ["code", *LINES], rows)
+
+
+def test_points_in_finland_are_refused_with_the_distance_and_nothing_is_written(
+    conn, district, tmp_path
+):
+    path = finland(tmp_path)
+    before = count(conn)
+    report_path = tmp_path / "report.csv"
+    with pytest.raises(ComponentsRejected) as err:
+        import_components(
+            conn, path, ComponentSettings(district_code="341502"), report_path=report_path
+        )
+    report = err.value.report
+    assert count(conn) == before and report.loaded == 0
+    assert len(report.bad_rows) == report.total == 983
+    first = report.bad_rows[0]
+    assert f"km from district {DISTRICT}, farther than TWIN_COMPONENT_MAX_OUTSIDE_KM" in (
+        first.reason
+    )
+    assert "check the CRS (--crs) and the coordinate order" in first.reason
+    assert "--allow-outside" in first.reason
+    # The distance is on the ground (metres on the ellipsoid), not in degrees.
+    lon, lat = (float(v) for v in first.reason.split(" is ")[0].split(", "))
+    _, _, metres = GEOD.inv(X0 + D, Y0 + D, lon, lat)
+    km = float(first.reason.split(" is ")[1].split(" km")[0].replace(",", ""))
+    assert km == pytest.approx(metres / 1000, rel=0.01) and km > 7000
+    with report_path.open(encoding="utf-8") as fh:
+        lines = list(csv.DictReader(fh))
+    assert len(lines) == 983 and {line["kind"] for line in lines} == {"error"}
+    assert lines[0]["line"] == "2" and "km from district 440106" in lines[0]["reason"]
+    assert report.report_path == report_path
+
+
+def test_allow_outside_loads_far_points_with_the_warning(conn, district, tmp_path):
+    path = finland(tmp_path)
+    settings = ComponentSettings(district_code="341502")
+    report = import_components(conn, path, settings, mode="replace", allow_outside=True)
+    assert report.loaded == 983 and not report.bad_rows and report.generated == 983
+    assert len(report.outside) == 983 and report.measured_from == f"district {DISTRICT}"
+    first = report.outside[0]
+    assert first.row == 2 and first.code.startswith("3415020118")  # TWIN_DISTRICT_CODE
+    assert first.distance_m > 7_000_000
+    assert "outside every unit grid: " in first.reason(report.measured_from)
+    assert count(conn) == 983
+
+
+def test_rows_just_outside_the_grid_load_with_a_warning_and_counts(conn, district, tmp_path):
+    path = near_file(tmp_path)
+    with pytest.raises(ComponentsRejected) as err:
+        import_components(conn, path, SETTINGS, mode="replace")
+    (far,) = err.value.report.bad_rows
+    assert far.row == 7 and "is 12.0 km from district 440106" in far.reason
+    report = import_components(conn, path, SETTINGS, mode="replace", skip_invalid=True)
+    assert report.loaded == 5 and [b.row for b in report.bad_rows] == [7]
+    assert [(o.row, o.code) for o in report.outside] == [
+        (5, "4401060118000104"),
+        (6, "4401060118000105"),
+    ]
+    assert [o.distance_m for o in report.outside] == [
+        pytest.approx(500, abs=1),
+        pytest.approx(3000, abs=1),
+    ]
+    units = conn.execute(
+        "SELECT code, unit_grid FROM twin.components WHERE deleted_at IS NULL ORDER BY code"
+    ).fetchall()
+    assert len(units) == 5 and sum(u is None for _, u in units) == 2
+    assert ("4401060118000106", f"{COMMUNITY}03") in units  # generated, inside
+    tight = ComponentSettings(component_max_outside_km=2)
+    with pytest.raises(ComponentsRejected) as err:
+        import_components(conn, path, tight, mode="replace")
+    assert [b.row for b in err.value.report.bad_rows] == [6, 7]
+
+
+def test_cli_prints_the_warning_and_writes_the_report_where_the_readme_says(
+    pg_url, district, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("TWIN_DATABASE_URL", pg_url)
+    monkeypatch.setenv("COLUMNS", "200")
+    report = tmp_path / "components.import-report.csv"  # the current folder (README)
+    near = near_file(tmp_path)
+    result = runner.invoke(app, ["components", "import", str(near), "--replace", "--skip-invalid"])
+    assert result.exit_code == 0, result.output
+    assert "warning: 2 of 6 rows are outside every unit grid (loaded; distances from district" in (
+        result.output
+    )
+    assert "4401060118000104" in result.output and "0.50" in result.output
+    assert "report: components.import-report.csv" in result.output
+    with report.open(encoding="utf-8") as fh:
+        lines = [(r["line"], r["code"], r["kind"]) for r in csv.DictReader(fh)]
+    assert lines == [
+        ("5", "4401060118000104", "outside"),
+        ("6", "4401060118000105", "outside"),
+        ("7", "4401060118000106", "error"),
+    ]
+
+    monkeypatch.setenv("TWIN_DISTRICT_CODE", "341502")
+    far = finland(tmp_path)
+    result = runner.invoke(app, ["components", "import", str(far)])
+    assert result.exit_code == 2 and "nothing was loaded" in result.output
+    assert "km from district 440106, farther than TWIN_COMPONENT_MAX_OUTSIDE_KM" in result.output
+    assert "report: components.import-report.csv" in result.output
+    with report.open(encoding="utf-8") as fh:
+        assert sum(1 for r in csv.DictReader(fh) if r["kind"] == "error") == 983
+    result = runner.invoke(app, ["components", "import", str(far), "--replace", "--allow-outside"])
+    assert result.exit_code == 0, result.output
+    assert "warning: 983 of 983 rows are outside every unit grid" in result.output
+    assert "... and 973 more in the report" in result.output
+    assert "loaded 983 components" in result.output
+
+
+def test_without_a_grid_the_distance_check_is_skipped_and_said(server_url, tmp_path):
+    path = write_csv(
+        tmp_path / "far.csv", ["code", *LINES], [["3415020118000001", "0118", "路灯", 24.9, 60.2]]
+    )
+    with fresh_database(server_url) as url, psycopg.connect(url) as conn:
+        report = import_components(conn, path, SETTINGS, report_path=tmp_path / "r.csv")
+        assert report.loaded == 1 and not report.outside and not report.bad_rows
+        assert report.notes == [NO_GRID]
+        assert "no grid is loaded" in (tmp_path / "r.csv").read_text("utf-8")
 
 
 # --- the sample city ---------------------------------------------------------------------------

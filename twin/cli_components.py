@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,8 +13,13 @@ from twin import db
 from twin.errors import TwinError
 from twin.settings import Settings
 
+if TYPE_CHECKING:
+    from layers.components.importer import ComponentImport
+
 components_app = typer.Typer(help="City management components: import survey files, classes")
 console = Console(stderr=True)
+# In the current folder, like the reports of `twin import` (LAYER.import-report.csv).
+REPORT = "components.import-report.csv"
 
 
 def _fail(exc: TwinError) -> None:
@@ -41,35 +46,81 @@ def components_import(
     crs: Annotated[str | None, typer.Option(help="CRS when the file does not say")] = None,
     skip_invalid: Annotated[bool, typer.Option(help="Load the good rows, report the bad")] = False,
     replace: Annotated[bool, typer.Option(help="Replace every component")] = False,
+    allow_outside: Annotated[
+        bool,
+        typer.Option(
+            help="Load rows however far from the district (TWIN_COMPONENT_MAX_OUTSIDE_KM)"
+        ),
+    ] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Where to write the import report (default: " + REPORT + ")"),
+    ] = None,
 ) -> None:
     """Load components from a survey file; codes are checked, or generated when absent."""
     from layers.components.importer import ComponentsRejected, import_components
 
     settings = Settings()
+    report_path = report or Path(REPORT)
     try:
         with db.connect(db.database_url(settings.db)) as conn:
             with console.status("importing components..."):
-                report = import_components(
+                result = import_components(
                     conn,
                     file,
                     settings.components,
                     crs=crs,
                     skip_invalid=skip_invalid,
+                    allow_outside=allow_outside,
                     mode="replace" if replace else "append",
+                    report_path=report_path,
                 )
     except ComponentsRejected as exc:
         _rows(f"bad rows in {file.name}", exc.report.row_label, exc.report.bad_rows)
+        _grid_warnings(exc.report, loaded=False)
+        _report_path(exc.report)
         _fail(exc)
     except TwinError as exc:
         _fail(exc)
-    if report.bad_rows:
-        _rows(f"skipped rows of {file.name}", report.row_label, report.bad_rows)
-    if report.warnings:
-        _rows(f"notes on {file.name}", report.row_label, report.warnings)
+    if result.bad_rows:
+        _rows(f"skipped rows of {file.name}", result.row_label, result.bad_rows)
+    if result.warnings:
+        _rows(f"notes on {file.name}", result.row_label, result.warnings)
+    _grid_warnings(result, loaded=True)
     console.print(
-        f"[green]loaded[/] {report.loaded:,} components from {file.name} "
-        f"({report.generated:,} codes generated) in {report.seconds:.1f} s"
+        f"[green]loaded[/] {result.loaded:,} components from {file.name} "
+        f"({result.generated:,} codes generated) in {result.seconds:.1f} s"
     )
+    _report_path(result)
+
+
+def _grid_warnings(result: ComponentImport, loaded: bool, limit: int = 10) -> None:
+    """Notes about the grid, and how many rows are outside every unit grid, with the first."""
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    if not result.outside:
+        return
+    n, what = len(result.outside), "loaded" if loaded else "to load once the bad rows are fixed"
+    console.print(
+        f"[yellow]warning:[/] {n:,} of {result.total:,} rows are outside every unit grid "
+        f"({what}; distances from {result.measured_from})"
+    )
+    table = Table(title_justify="left")
+    for col in (result.row_label, "code", "lon", "lat", "km"):
+        table.add_column(col, justify="left" if col == "code" else "right")
+    for o in result.outside[:limit]:
+        code = o.code or "(generated)"
+        table.add_row(
+            str(o.row), code, f"{o.lon:.6f}", f"{o.lat:.6f}", f"{o.distance_m / 1000:,.2f}"
+        )
+    console.print(table)
+    if n > limit:
+        console.print(f"... and {n - limit:,} more in the report")
+
+
+def _report_path(result: ComponentImport) -> None:
+    if result.report_path is not None:
+        console.print(f"report: {result.report_path}")
 
 
 @components_app.command("classes")

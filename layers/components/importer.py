@@ -7,10 +7,15 @@ row is checked before anything is written, and a file with bad rows loads nothin
 ``skip_invalid``. The write is one transaction: sequences moved past the file's codes, codes
 generated for rows without one, COPY, and the ``components`` collection registered. The unit
 grid of each component is set by the table's trigger from its location, never from the file.
+
+Rows outside every unit grid load with a warning; rows farther than
+``component_max_outside_km`` from the district are refused unless ``allow_outside`` (that far
+off is nearly always a wrong CRS or swapped lon/lat, and would get the district's codes).
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import math
@@ -78,6 +83,29 @@ NO_DISTRICT = (
     "no code, and the point is outside every unit grid: give a code, or set "
     "TWIN_DISTRICT_CODE for the district of generated codes"
 )
+NO_GRID = (
+    "no grid is loaded: the rows were not placed in unit grids nor checked against the "
+    "district (load it first with twin grid import)"
+)
+
+
+@dataclass
+class OutsideRow:
+    """A component outside every unit grid (loaded with a warning, or to be)."""
+
+    row: int
+    code: str  # the file's, or the generated one once loaded ("" before)
+    lon: float
+    lat: float
+    distance_m: float  # from the district: 0 inside it, between its unit grids
+
+    def reason(self, measured_from: str) -> str:
+        where = (
+            f"{self.distance_m / 1000:,.2f} km from {measured_from}"
+            if self.distance_m > 0
+            else f"inside {measured_from}"
+        )
+        return f"outside every unit grid: {self.lon:.6f}, {self.lat:.6f}, {where}"
 
 
 @dataclass
@@ -93,6 +121,10 @@ class ComponentImport:
     source_crs: str = ""
     row_label: str = "feature"
     seconds: float = 0.0
+    outside: list[OutsideRow] = field(default_factory=list)  # outside every unit grid
+    measured_from: str = ""  # what distances are measured from: "district 341502", ...
+    notes: list[str] = field(default_factory=list)  # about the whole file
+    report_path: Path | None = None
 
 
 class ComponentsRejected(InvalidData):
@@ -136,6 +168,7 @@ class _Row:
     lat: float
     bgid: str | None
     district: str | None = None  # of a generated code
+    distance_m: float | None = None  # from the district, when outside every unit grid
 
 
 def import_components(
@@ -145,14 +178,19 @@ def import_components(
     *,
     crs: str | None = None,
     skip_invalid: bool = False,
+    allow_outside: bool = False,
     mode: str = "append",
+    report_path: Path | None = None,
     progress: Progress | None = None,
 ) -> ComponentImport:
     """Load a point file (GeoPackage, Shapefile, CSV with lon/lat, ...) into twin.components.
 
     mode "append" adds to the components (a code already there is a bad row); "replace"
-    deletes every component first, in the same transaction. The connection should have no
-    work pending: the checking reads are committed before the write transaction starts.
+    deletes every component first, in the same transaction. ``allow_outside`` loads rows
+    however far from the district. With ``report_path``, bad rows, warnings and the rows
+    outside every unit grid are written there as CSV (when there are any). The connection
+    should have no work pending: the checking reads are committed before the write
+    transaction starts.
     """
     started = time.perf_counter()
     say = progress or (lambda stage, done, total: None)
@@ -166,11 +204,18 @@ def import_components(
     report = ComponentImport(path.name, mode, len(src), source_crs=crs_label)
     report.row_label = src.row_label
     say("checking", 0, len(src))
-    rows, problems, warnings = check_rows(conn, src, ref, crs_label, settings, mode)
+    rows, problems, warnings, measured_from = check_rows(
+        conn, src, ref, crs_label, settings, mode, allow_outside
+    )
     report.bad_rows = _bad_rows(src, problems)
     report.warnings = _bad_rows(src, warnings)
+    report.measured_from = measured_from or ""
+    report.outside = _outside(src, rows)
+    if measured_from is None and len(src):
+        report.notes.append(NO_GRID)
     conn.commit()  # end the checking reads; the write below is a transaction of its own
     if report.bad_rows and not skip_invalid:
+        _write_report(report, src, report_path)
         raise ComponentsRejected(report)
     if not rows:
         raise InvalidData(f"{path.name} has no components to load")
@@ -189,6 +234,8 @@ def import_components(
             "(another import or edit?); nothing was loaded: run the import again"
         ) from None
     report.loaded = len(rows)
+    report.outside = _outside(src, rows)  # again, with the generated codes
+    _write_report(report, src, report_path)
     report.seconds = time.perf_counter() - started
     say("done", len(rows), len(rows))
     return report
@@ -201,8 +248,10 @@ def check_rows(
     crs_label: str,
     settings: ComponentSettings,
     mode: str,
-) -> tuple[list[_Row], list[Problem], list[Problem]]:
-    """Every check, nothing written: the good rows, the problems, and the warnings."""
+    allow_outside: bool = False,
+) -> tuple[list[_Row], list[Problem], list[Problem], str | None]:
+    """Every check, nothing written: the good rows, the problems, the warnings, and what
+    distances were measured from (None: no grid is loaded)."""
     mapped, extra = map_columns(src.attributes.column_names, src.path.name)
     width = settings.component_code_width
     ctx = _Context(width, class_table(conn, width), mapped)
@@ -214,9 +263,10 @@ def check_rows(
         problems += _taken(conn, rows, ctx)
     bad = {p.index for p in problems}
     rows = [r for r in rows if r.index not in bad]
-    place_problems, warnings = _locate(conn, rows, settings, ctx)
+    place_problems, warnings, measured_from = _locate(conn, rows, settings, ctx, allow_outside)
     bad |= {p.index for p in place_problems}
-    return [r for r in rows if r.index not in bad], problems + place_problems, warnings
+    good = [r for r in rows if r.index not in bad]
+    return good, problems + place_problems, warnings, measured_from
 
 
 def map_columns(names: list[str], label: str) -> tuple[dict[str, str], list[str]]:
@@ -384,23 +434,25 @@ def _taken(conn: psycopg.Connection, rows: list[_Row], ctx: _Context) -> list[Pr
 
 
 def _locate(
-    conn: psycopg.Connection, rows: list[_Row], settings: ComponentSettings, ctx: _Context
-) -> tuple[list[Problem], list[Problem]]:
-    """Unit grids at the points that need one: districts of new codes, and BGID cross-checks.
+    conn: psycopg.Connection,
+    rows: list[_Row],
+    settings: ComponentSettings,
+    ctx: _Context,
+    allow_outside: bool,
+) -> tuple[list[Problem], list[Problem], str | None]:
+    """The unit grid of every row and, outside them all, its distance from the district.
 
-    A BGID that disagrees is a warning (the trigger assigns the unit grid from the location).
+    Districts of new codes come from the unit grid. A BGID that disagrees is a warning (the
+    trigger assigns the unit grid from the location). Rows too far from the district are
+    refused unless ``allow_outside``.
     """
-    need = [r for r in rows if r.bgid or r.code is None]
-    if not need:
-        return [], []
-    found = conn.execute(
-        "SELECT twin.unit_grid_at(ST_SetSRID(ST_MakePoint(x, y), 4326)) "
-        "FROM unnest(%s::float8[], %s::float8[]) WITH ORDINALITY AS u(x, y, i) ORDER BY i",
-        ([r.lon for r in need], [r.lat for r in need]),
-    ).fetchall()
+    measured_from = _reference(conn)
+    found = conn.execute(PLACE_SQL, ([r.lon for r in rows], [r.lat for r in rows])).fetchall()
     problems, warnings = [], []
     label = ctx.label("unit_grid")
-    for r, (unit,) in zip(need, found, strict=True):
+    limit_m = settings.component_max_outside_km * 1000
+    for r, (unit, distance) in zip(rows, found, strict=True):
+        r.distance_m = distance
         if r.bgid and r.bgid != unit:
             where = f"unit grid {unit}" if unit else "no unit grid"
             reason = f"{label} {r.bgid}, but the point is in {where}"
@@ -409,12 +461,95 @@ def _locate(
             r.district = unit[:6] if unit else settings.district_code
             if r.district is None:
                 problems.append(ctx.bad(r.index, NO_DISTRICT, "code"))
-    return problems, warnings
+        if distance is not None and distance > limit_m and not allow_outside:
+            problems.append(ctx.bad(r.index, _too_far(r, distance, measured_from, settings)))
+    return problems, warnings, measured_from
+
+
+# Distances in metres on the spheroid (geography), not degrees, and only for points outside
+# every unit grid (the rest are inside the district). The area is the districts, or every
+# cell when none is loaded; it is one value on every row, so PostGIS builds its distance
+# tree once.
+PLACE_SQL = """
+WITH area AS (
+    SELECT ST_Collect(geom)::geography AS g FROM twin.grid_cells
+    WHERE valid_to IS NULL AND (level = 'district' OR NOT EXISTS (
+        SELECT FROM twin.grid_cells d WHERE d.level = 'district' AND d.valid_to IS NULL))
+), located AS (
+    SELECT i, p, twin.unit_grid_at(p) AS unit
+    FROM unnest(%s::float8[], %s::float8[]) WITH ORDINALITY AS u(x, y, i),
+         LATERAL ST_SetSRID(ST_MakePoint(x, y), 4326) AS p
+)
+SELECT l.unit, CASE WHEN l.unit IS NULL THEN ST_Distance(l.p::geography, area.g) END
+FROM located l CROSS JOIN area ORDER BY l.i
+"""
+
+
+def _reference(conn: psycopg.Connection) -> str | None:
+    """What distances are measured from: the districts loaded, else every grid cell."""
+    row = conn.execute(
+        "SELECT array_agg(code ORDER BY code) FILTER (WHERE level = 'district'), count(*) "
+        "FROM twin.grid_cells WHERE valid_to IS NULL"
+    ).fetchone()
+    districts, cells = row if row else (None, 0)
+    if districts:
+        more = f" and {len(districts) - 5} more" if len(districts) > 5 else ""
+        return f"district{'s' if len(districts) > 1 else ''} {', '.join(districts[:5])}{more}"
+    return "the loaded grid cells" if cells else None
+
+
+def _too_far(r: _Row, distance: float, measured_from: str | None, s: ComponentSettings) -> str:
+    return (
+        f"{r.lon:.6f}, {r.lat:.6f} is {distance / 1000:,.1f} km from {measured_from}, farther "
+        f"than TWIN_COMPONENT_MAX_OUTSIDE_KM ({s.component_max_outside_km:g} km): check the "
+        "CRS (--crs) and the coordinate order (lon, lat; X and Y swapped?), or load it "
+        "anyway with --allow-outside"
+    )
+
+
+def _outside(src: SourceData, rows: list[_Row]) -> list[OutsideRow]:
+    return [
+        OutsideRow(int(src.row_numbers[r.index]), r.code or "", r.lon, r.lat, r.distance_m)
+        for r in rows
+        if r.distance_m is not None
+    ]
 
 
 def _bad_rows(src: SourceData, problems: list[Problem]) -> list[BadRow]:
     out = [BadRow(int(src.row_numbers[p.index]), p.reason, field=p.field) for p in problems]
     return sorted(out, key=lambda b: (b.row, b.reason))
+
+
+# --- the report --------------------------------------------------------------------------------
+def _write_report(report: ComponentImport, src: SourceData, path: Path | None) -> None:
+    """Bad rows, warnings, rows outside every unit grid and notes, one line each, as CSV."""
+    if path is None or not (report.bad_rows or report.warnings or report.outside or report.notes):
+        return
+    codes = _file_codes(src)
+    rows = [
+        (b.row, codes.get(b.row, ""), b.field or "", "error", b.reason) for b in report.bad_rows
+    ]
+    rows += [
+        (b.row, codes.get(b.row, ""), b.field or "", "warning", b.reason) for b in report.warnings
+    ]
+    rows += [(o.row, o.code, "", "outside", o.reason(report.measured_from)) for o in report.outside]
+    rows.sort(key=lambda line: line[0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow([report.row_label, "code", "field", "kind", "reason"])
+        w.writerows(("", "", "", "note", note) for note in report.notes)
+        w.writerows(rows)
+    report.report_path = path
+
+
+def _file_codes(src: SourceData) -> dict[int, str]:
+    """The code each row of the file gives (row number → code), to name rows in the report."""
+    mapped, _ = map_columns(src.attributes.column_names, src.path.name)
+    if "code" not in mapped:
+        return {}
+    values = src.attributes.column(mapped["code"]).to_pylist()
+    return {int(n): _text(v) for n, v in zip(src.row_numbers, values, strict=True)}
 
 
 # --- writing -----------------------------------------------------------------------------------
