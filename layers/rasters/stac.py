@@ -5,14 +5,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from pyproj import CRS
+
 from layers.rasters.catalog import Scene
 
 STAC_VERSION = "1.0.0"
 EXTENSIONS = [
     "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
-    "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
+    "https://stac-extensions.github.io/projection/v1.0.0/schema.json",
 ]
 COMMON_NAMES = {"coastal", "blue", "green", "red", "nir", "nir08", "swir16", "swir22", "pan"}
+
+
+def gsd(scene: Scene) -> float | None:
+    """STAC's gsd is in metres: a scene in degrees (or of unknown CRS) has none to give."""
+    if scene.epsg is None:
+        return None
+    crs = CRS.from_epsg(scene.epsg)
+    if crs.is_geographic or crs.axis_info[0].unit_name not in ("metre", "meter"):
+        return None
+    return scene.resolution[0]
 
 
 def item(scene: Scene, base: str) -> dict[str, Any]:
@@ -30,8 +42,9 @@ def item(scene: Scene, base: str) -> dict[str, Any]:
         "bbox": list(scene.bbox),
         "properties": {
             "datetime": scene.datetime.isoformat().replace("+00:00", "Z"),
-            "platform": scene.sensor or None,
-            "gsd": scene.resolution[0],
+            # STAC's platform is a string when present: a scene of unknown sensor has none.
+            **({"platform": scene.sensor} if scene.sensor else {}),
+            **({"gsd": gsd(scene)} if gsd(scene) is not None else {}),
             "proj:epsg": scene.epsg,
             "proj:shape": [scene.height, scene.width],
             "eo:bands": eo_bands,
@@ -87,6 +100,11 @@ def collection(cid: str, title: str, scenes: list[Scene], base: str) -> dict[str
         times[-1].isoformat().replace("+00:00", "Z") if times else None,
     ]
     bands = sorted({b for s in scenes for b in s.bands})
+    summaries = {
+        "platform": sorted({s.sensor for s in scenes if s.sensor}),
+        "eo:bands": [{"name": b} for b in bands],
+        "gsd": sorted({g for s in scenes if (g := gsd(s)) is not None}),
+    }
     return {
         "type": "Collection",
         "stac_version": STAC_VERSION,
@@ -96,11 +114,8 @@ def collection(cid: str, title: str, scenes: list[Scene], base: str) -> dict[str
         "description": f"{len(scenes)} scene(s)",
         "license": "other",
         "extent": {"spatial": {"bbox": [bbox]}, "temporal": {"interval": [interval]}},
-        "summaries": {
-            "platform": sorted({s.sensor for s in scenes if s.sensor}),
-            "eo:bands": [{"name": b} for b in bands],
-            "gsd": sorted({s.resolution[0] for s in scenes}),
-        },
+        # A summary is a non-empty set of values in STAC 1.0: an empty one is left out.
+        "summaries": {name: values for name, values in summaries.items() if values},
         "links": [
             {"rel": "self", "href": f"{root}/collections/{cid}", "type": "application/json"},
             {
