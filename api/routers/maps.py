@@ -8,7 +8,7 @@ import psycopg
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from api.deps import Catalog, access_level, catalog, connection, principal, settings
-from api.routers.tiles import MVT, cached_tile, check_tms
+from api.routers.tiles import MVT, TileRow, cached_tile, check_tms, tile_row
 from layers.access import raster_readable
 from tiles.cache import TileKey
 from tiles.composite import MapTiles
@@ -169,10 +169,11 @@ async def map_tile(
     tms: Annotated[str, Path(alias="tileMatrixSetId")],
     z: int,
     x: int,
-    y: int,
+    row: TileRow,
     cat: Cat,
     cfg: Cfg,
 ) -> Response:
+    y = tile_row(row)
     check_tms(tms)
     tiles = cat.map(map_id, principal(request))
     check_tile(z, x, y, cfg.tiles.tile_max_zoom)

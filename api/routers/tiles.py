@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -12,12 +13,32 @@ from api.deps import Catalog, access_level, cache_headers, catalog, connection, 
 from layers.pipelines.model import UTILITIES
 from tiles.cache import TileKey
 from tiles.mvt import TMS_ID, check_tile, tilejson
-from twin.errors import NotFound
+from twin.errors import InvalidParameter, NotFound
 from twin.settings import Settings
 
 router = APIRouter(tags=["Vector tiles"])
 
 MVT = "application/vnd.mapbox-vector-tile"
+# The row of a vector tile, as Martin, tipg and GeoServer clients also write it: {y}.pbf, {y}.mvt.
+_TILE_ROW = r"(-?[0-9]{1,10})(?:\.(?:pbf|mvt))?"
+TileRow = Annotated[
+    str,
+    Path(
+        alias="y",
+        description="Tile row; a .pbf or .mvt suffix is accepted",
+        json_schema_extra={"pattern": f"^{_TILE_ROW}$"},  # documented, checked by tile_row
+    ),
+]
+
+
+def tile_row(y: str) -> int:
+    """The row of a tile URL, with or without its .pbf/.mvt suffix."""
+    match = re.fullmatch(_TILE_ROW, y)
+    if match is None:
+        raise InvalidParameter(
+            f"tile row {y[:40]!r}: expected an integer, or one ending .pbf or .mvt"
+        )
+    return int(match[1])
 
 
 def check_tms(tms: str) -> None:
@@ -81,10 +102,11 @@ async def layer_tile(
     tms: Annotated[str, Path(alias="tileMatrixSetId")],
     z: int,
     x: int,
-    y: int,
+    row: TileRow,
     cat: Annotated[Catalog, Depends(catalog)],
     cfg: Annotated[Settings, Depends(settings)],
 ) -> Response:
+    y = tile_row(row)
     check_tms(tms)
     layer = cat.layer(collection_id, principal(request))
     check_tile(z, x, y, cfg.tiles.tile_max_zoom)
