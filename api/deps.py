@@ -194,6 +194,7 @@ async def query_scope(request: Request, conn: psycopg.AsyncConnection) -> Scope:
         buildings=readable(cfg.query.buildings_layer),
         unit_grids=readable("grid_unit"),
         changes=readable("raster_changes"),
+        cases=readable("cases"),
         networks=None if len(nets) == len(networks) else tuple(nets),
         rasters=None if len(cols) == len(collections) else tuple(cols),
     )

@@ -391,6 +391,7 @@ def _fill(path: str) -> str:
         "keyId": "0123456789ab",
         "network": "water",
         "scene_id": "imagery_2024",
+        "code": "3415020000000000001",  # a case
     }
     for name, value in values.items():
         path = path.replace("{" + name + "}", value)

@@ -10,9 +10,10 @@ import numpy as np
 import shapely
 from psycopg import sql
 
+from cases.stats import area_cases
 from layers.query.area import Area, grid_area, to_metric
 from layers.query.plan import Plan, Query
-from layers.query.scope import EVERYTHING, Scope
+from layers.query.scope import EVERYTHING, WITHHELD, Scope
 from layers.query.sql import LAYER_SQL
 from layers.query.summary import summarise
 from twin.settings import QuerySettings
@@ -63,6 +64,7 @@ class ReportData:
     summary: dict[str, Any]
     layers: dict[str, MapLayer] = field(default_factory=dict)
     outline: shapely.Geometry | None = None  # the area in the metric CRS
+    cases: dict[str, Any] = field(default_factory=dict)  # the area's cases (案件)
     generated: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
 
@@ -90,6 +92,10 @@ def collect(
     if scope.buildings:
         rows = yield from _building_rows(settings.buildings_layer, box)
     data.layers["buildings"] = _map_layer(rows, area.metric_epsg)
+    if scope.cases:
+        data.cases = yield from area_cases(level, area.grid["code"])
+    else:
+        data.cases = {"withheld": True, "note": WITHHELD}
     return data
 
 

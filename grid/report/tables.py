@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cases import STATES
 from grid.report import LEVEL_NAMES_ZH
 from grid.report.data import ReportData
 
@@ -23,6 +24,7 @@ def report_tables(data: ReportData) -> list[ReportTable]:
     return [
         area_table(data),
         *component_tables(s["components"]),
+        *case_tables(data.cases),
         *pipe_tables(s["pipes"]),
         *imagery_tables(s["imagery"]),
         building_table(s["buildings"]),
@@ -67,6 +69,64 @@ def component_tables(c: dict[str, Any]) -> list[ReportTable]:
             ["class_code", "class_name", *statuses, "total"],
             by_class,
         ),
+    ]
+
+
+def case_tables(c: dict[str, Any]) -> list[ReportTable]:
+    """The area's cases (案件): a summary, counts by state, and per department."""
+    titles = {
+        "cases_summary": ("案件 Cases: overdue and on-time handling", ["item", "value"]),
+        "cases_by_state": ("案件状态 Cases by state", ["state", "count"]),
+        "cases_by_department": (
+            "处置部门 Cases by department",
+            [
+                "department_code",
+                "department_name",
+                "total",
+                *STATES,
+                "overdue",
+                "handled",
+                "on_time",
+                "on_time_rate",
+            ],
+        ),
+    }
+    if c.get("withheld"):
+        return [ReportTable(k, t, cols, [], c["note"]) for k, (t, cols) in titles.items()]
+    total = c["total"]
+    summary = [
+        ["案件 cases", total["total"]],
+        ["未结 open", total["open"]],
+        ["超期 overdue", total["overdue"]],
+        ["已处置 handled", total["handled"]],
+        ["按期处置 handled on time", total["on_time"]],
+        ["按期处置率 on-time rate", total["on_time_rate"]],
+    ]
+    by_department = [
+        [
+            r["code"],
+            r["name"],
+            r["total"],
+            *(r[s] for s in STATES),
+            r["overdue"],
+            r["handled"],
+            r["on_time"],
+            r["on_time_rate"],
+        ]
+        for r in c["by_department"]
+    ]
+    note = (
+        "on-time rate: cases handled (处置) by their deadline / cases handled; overdue: past "
+        "the deadline and not handled by it"
+    )
+    rows = {
+        "cases_summary": summary,
+        "cases_by_state": [[r["state"], r["count"]] for r in c["by_state"]],
+        "cases_by_department": by_department,
+    }
+    return [
+        ReportTable(k, t, cols, rows[k], note if k == "cases_summary" else "")
+        for k, (t, cols) in titles.items()
     ]
 
 

@@ -14,6 +14,7 @@ class Scope:
     buildings: bool = True
     unit_grids: bool = True
     changes: bool = True
+    cases: bool = True  # grid-management cases (reports only)
     networks: tuple[str, ...] | None = None  # None: every network
     rasters: tuple[str, ...] | None = None  # None: every raster collection
 
