@@ -9,12 +9,16 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES
 
-from api import errors, limits
+from api import errors, http, limits
 from api.deps import Catalog
+from api.live import LiveHub
 from api.routers import (
     admin,
+    cases,
     edit,
+    events,
     features,
     grid,
     landing,
@@ -23,10 +27,12 @@ from api.routers import (
     query,
     rasters,
     reports,
+    sensors,
     tiles,
     viewer,
 )
 from api.security import Authenticator, resolve_principal
+from layers.pipelines.graph import GraphCache
 from tiles.cache import make_cache
 from tiles.maps import load_maps
 from twin import db
@@ -48,9 +54,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.pool = pool
         app.state.database_url = url  # for the few long jobs that run on their own connection
         app.state.catalog = Catalog(settings, maps=map_defs, cache=make_cache(settings.tiles))
+        app.state.pipe_graphs = GraphCache()
+        app.state.live = LiveHub(
+            url, pool, app.state.catalog.cache, settings.sensors, graphs=app.state.pipe_graphs
+        )
+        app.state.live.start()
         try:
             yield
         finally:
+            await app.state.live.stop()
             await pool.close()
 
     app = FastAPI(
@@ -67,16 +79,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     errors.install(app)
     limits.install(app, settings.limits)  # innermost: its 413s get the CORS headers
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    # A COG is compressed inside already, and gzip would drop the Content-Length readers need.
+    tiff = (*DEFAULT_EXCLUDED_CONTENT_TYPES, "image/tiff")
+    app.add_middleware(GZipMiddleware, minimum_size=1024, exclude_content_types=tiff)
+    app.add_middleware(http.ByteRanges)  # outside gzip: a range counts the identity bytes
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.api.cors_origins,
         allow_methods=["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"],
         allow_headers=["*"],
-        expose_headers=["ETag", "Content-Crs"],
+        expose_headers=["ETag", "Content-Crs", "Content-Range", "Accept-Ranges"],
     )
+    app.add_middleware(http.HeadAsGet)  # outermost: everything inside serves a plain GET
     routers = [landing, features, edit, tiles, maps, grid, pipelines, query, reports, rasters]
-    routers.append(admin)
+    routers.append(cases)
+    routers += [sensors, events, admin]
     for module in (*routers, viewer):
         app.include_router(module.router)
     _document_limits(app, settings)

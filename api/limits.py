@@ -20,7 +20,7 @@ from twin.settings import LimitSettings
 MIB = 1 << 20
 
 # Routes that take files rather than documents: (method, path).
-BULK_ROUTES = frozenset({("POST", "/grid/locate")})
+BULK_ROUTES = frozenset({("POST", "/grid/locate"), ("POST", "/sensors/readings")})
 
 
 @dataclass(frozen=True)

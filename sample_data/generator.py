@@ -26,6 +26,7 @@ from sample_data.network import Network
 from sample_data.output import fixed_timestamps, write_layer, write_manifest, write_readme
 from sample_data.pressure import build_gas, build_water
 from sample_data.seeds import stream
+from sample_data.sensors import SENSORS_FILE, place_sensors, write_sensors
 from sample_data.streets import plan_streets
 from sample_data.terrain import make_terrain
 from sample_data.topology import StreetNetwork, build_network
@@ -74,6 +75,8 @@ def generate(
     say("writing vector layers")
     with fixed_timestamps():
         summary.update(_write_vectors(city, out_dir))
+    features = place_sensors(city.networks, city.grid, city.frame, stream(seed, "sensors"))
+    summary[SENSORS_FILE] = write_sensors(out_dir, features)
     say("painting imagery")
     scene = Scene(
         city.frame,

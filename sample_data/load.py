@@ -2,7 +2,8 @@
 
 The grid levels go through `twin grid import` (parents first, with every check), the
 components through `twin components import`, the pipe networks through `twin pipelines
-import`, and every other file through `twin import`.
+import`, the sensors through the sensor registry (with their last hours of readings through
+the readings ingest), and every other file through `twin import`.
 Anything already loaded is left alone, so a restarted demo starts at once.
 """
 
@@ -22,6 +23,8 @@ from layers.pipelines.native import read_native
 from layers.pipelines.store import NetworkImport, save_network
 from layers.rasters.catalog import SceneReport, add_scene
 from layers.registry import find_layer
+from sample_data.live import SensorLoad, load_sensors
+from sample_data.sensors import SENSORS_FILE
 from twin.settings import Settings
 
 
@@ -33,6 +36,7 @@ class Loaded:
     networks: list[NetworkImport] = field(default_factory=list)
     scenes: list[SceneReport] = field(default_factory=list)
     changes: dict | None = None
+    sensors: SensorLoad | None = None
 
 
 def _domain_loaded(conn: psycopg.Connection, name: str) -> bool:
@@ -70,6 +74,21 @@ def _load_imagery(
         conn.commit()
 
 
+def _seed_case_rules(conn: psycopg.Connection) -> None:
+    """The case classes, and dispatch rules for the sample departments unless the city has
+    rules already (the demo then creates and dispatches cases out of the box)."""
+    from importlib import resources
+
+    from cases.classes import sync_case_classes
+    from cases.rules import parse_rules, save_rules
+
+    sync_case_classes(conn)
+    if conn.execute("SELECT 1 FROM twin.case_dispatch_rules LIMIT 1").fetchone() is None:
+        text = resources.files("sample_data").joinpath("data", "dispatch_rules.csv")
+        save_rules(conn, parse_rules(text.read_text("utf-8"), "dispatch_rules.csv"))
+    conn.commit()
+
+
 def load_sample_city(
     conn: psycopg.Connection,
     folder: Path,
@@ -93,6 +112,7 @@ def load_sample_city(
             loaded.networks.append(save_network(conn, name, data, replace_layers=True))
             conn.commit()
     _load_imagery(conn, folder, settings, loaded)
+    _seed_case_rules(conn)
     loaded.layers = import_folder(
         conn,
         folder,
@@ -102,6 +122,8 @@ def load_sample_city(
             p.stem.startswith("grid_")
             or p.stem == "components"
             or p.stem.endswith(("_pipes", "_nodes"))
+            or p.name == SENSORS_FILE  # registered as sensors below, not a plain layer
         ),
     )
+    loaded.sensors = load_sensors(conn, folder, settings)
     return loaded

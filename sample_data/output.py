@@ -52,7 +52,9 @@ def write_manifest(out_dir: Path, summary: dict[str, Any]) -> None:
 
 def write_readme(out_dir: Path, summary: dict[str, Any]) -> None:
     counts = "\n".join(
-        f"| {name} | {value} |" for name, value in sorted(summary.items()) if name.endswith(".gpkg")
+        f"| {name} | {value} |"
+        for name, value in sorted(summary.items())
+        if name.endswith((".gpkg", ".geojson"))
     )
     template = (DATA_DIR / "README.template.md").read_text(encoding="utf-8")
     text = template.format(

@@ -392,6 +392,7 @@ def _fill(path: str) -> str:
         "network": "water",
         "scene_id": "imagery_2024",
         "code": "3415020000000000001",  # a case
+        "alarmId": "1",
     }
     for name, value in values.items():
         path = path.replace("{" + name + "}", value)

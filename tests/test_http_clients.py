@@ -13,10 +13,7 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,8 +23,7 @@ import mapbox_vector_tile
 import psycopg
 import pytest
 import rasterio
-import uvicorn
-from conftest import fresh_database, load_city
+from conftest import fresh_database, load_city, serve
 
 # A tile of the README with components in the sample city (seed 42).
 TILE = (15, 26991, 13332)
@@ -72,12 +68,6 @@ class Recorder:
         await self.app(scope, receive, noted)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(server_url, sample_city, tmp_path_factory) -> Iterator[tuple[str, Recorder, str]]:
     """The demo city served over HTTP; the base URL, the recorder, the database URL."""
@@ -86,18 +76,8 @@ def served(server_url, sample_city, tmp_path_factory) -> Iterator[tuple[str, Rec
         from api.app import create_app
 
         recorder = Recorder(create_app(cfg))
-        port = free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(recorder, host="127.0.0.1", port=port, log_level="warning")
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}", recorder, url
-        server.should_exit = True
-        thread.join(timeout=10)
+        with serve(recorder) as base:
+            yield base, recorder, url
 
 
 @pytest.fixture(scope="module")

@@ -230,3 +230,40 @@ def test_planted_changes_show_between_the_dates(small):
     new = truth["kind"] == "new_construction"
     built = _read(out, "buildings")
     assert (built["year_built"] == 2024).sum() == new.sum()
+
+
+def test_sensors_watch_the_networks_with_thresholds(full):
+    from sample_data.sensors import SENSORS_FILE
+    from sensors.registry import parse_sensors
+
+    out, summary = full
+    doc = json.loads((out / SENSORS_FILE).read_text(encoding="utf-8"))
+    features = doc["features"]
+    assert summary[SENSORS_FILE] == len(features) and 150 <= len(features) <= 400
+    sensors = parse_sensors((out / SENSORS_FILE).read_bytes())  # as POST /sensors takes it
+    assert len(sensors) == len(features)
+    by_kind: dict[str, list] = {}
+    for s in sensors:
+        by_kind.setdefault(s.kind, []).append(s)
+    assert {"pressure", "level", "gas", "rain", "air"} == set(by_kind)
+    assert len(by_kind["pressure"]) >= 50 and len(by_kind["level"]) >= 40
+    # sensors on a network name a node of the kind they watch, and take its place
+    watched = {"pressure": ("water", {"junction"}), "level": ("storm", {"manhole", "inlet"})}
+    watched["gas"] = ("gas", {"valve"})
+    for kind, (network, node_kinds) in watched.items():
+        nodes = _read(out, f"{network}_nodes").set_index("node_id")
+        for s in by_kind[kind]:
+            assert s.network == network and s.lon is None
+            assert nodes.loc[s.node_id, "kind"] in node_kinds, s.sensor_id
+    # spread over the network: no two pressure sensors on the same block
+    water = _read(out, "water_nodes").set_index("node_id").to_crs(GK)
+    xy = np.array([[p.x, p.y] for p in water.geometry[[s.node_id for s in by_kind["pressure"]]]])
+    gaps = np.hypot(*(xy[:, None] - xy[None]).transpose(2, 0, 1)) + np.eye(len(xy)) * 1e9
+    assert gaps.min() > 80
+    # stations stand free, inside the district
+    area = _read(out, "boundary").geometry.iloc[0]
+    for s in by_kind["rain"] + by_kind["air"]:
+        assert s.node_id is None and area.contains(shapely.Point(s.lon, s.lat))
+    assert all(s.threshold_low == 0.2 for s in by_kind["pressure"])
+    assert all(s.threshold_high and s.threshold_rate for s in by_kind["level"])
+    assert all(s.threshold_high for k in ("gas", "rain", "air") for s in by_kind[k])

@@ -37,7 +37,7 @@ E2E = Path(__file__).resolve().parent / "e2e"
 SCRIPT = E2E / "screenshot.sh"
 DRIVER = E2E / "drive.mjs"
 PANEL_PX = 340  # the side panel's width: the map is right of it
-VIEWS = ["city-management", "pipelines", "imagery-ecology", "flood-control"]
+VIEWS = ["city-management", "pipelines", "imagery-ecology", "flood-control", "iot"]
 # A user layer outside the sample city (inside the real district), for the "all layers" view.
 LON, LAT = 116.60, 31.80
 

@@ -18,7 +18,7 @@ from psycopg import sql
 from layers.cql import compile_filter
 from layers.registry import Layer
 from tiles.maps import MapDef, MapLayer
-from tiles.mvt import bounds_cte, cell_margin, cells_sql, features_sql
+from tiles.mvt import bounds_cte, cell_margin, cells_sql, features_sql, tile_fields
 from twin.errors import InvalidParameter, SetupError
 from twin.settings import TileSettings
 
@@ -70,7 +70,7 @@ class MapTiles:
         for part, mode in zip(self.parts, modes, strict=True):
             spec = part.spec
             if mode == "features":
-                fields = spec.properties
+                fields = spec.properties or tile_fields(part.layer)
                 pieces.append(
                     features_sql(
                         part.layer,

@@ -183,6 +183,18 @@ def cell_margin(settings: TileSettings) -> float:
     return max(settings.tile_buffer / settings.tile_extent, 1 / settings.tile_cells)
 
 
+# Fields that move with every sensor reading: a cached tile would show them stale at once
+# (sensor tiles are dropped when a state changes, not on every value). Items and the live
+# stream carry them; tiles carry the state.
+VOLATILE_FIELDS = {("twin", "sensors_current"): frozenset({"last_value", "last_time"})}
+
+
+def tile_fields(layer: Layer) -> list[str] | None:
+    """The fields a layer's tiles carry: all of them, but for the volatile ones."""
+    volatile = VOLATILE_FIELDS.get((layer.schema_name, layer.table_name))
+    return None if volatile is None else [f for f in layer.field_names if f not in volatile]
+
+
 @dataclass(frozen=True)
 class LayerTiles:
     """The compiled tile statement of one layer."""
@@ -193,7 +205,7 @@ class LayerTiles:
     @classmethod
     def build(cls, layer: Layer, settings: TileSettings, stored: bool = False) -> LayerTiles:
         margin = settings.tile_buffer / settings.tile_extent
-        body = features_sql(layer, settings, stored=stored)
+        body = features_sql(layer, settings, fields=tile_fields(layer), stored=stored)
         query = sql.SQL("WITH {} {}").format(bounds_cte(margin), body)
         return cls(layer, query)
 
@@ -225,7 +237,11 @@ def tilejson(layer: Layer, tiles_url: str, settings: TileSettings) -> dict:
                 "description": layer.title,
                 "minzoom": 0,
                 "maxzoom": settings.tile_max_zoom,
-                "fields": {f.name: MVT_TYPES.get(f.type, "String") for f in layer.fields},
+                "fields": {
+                    f.name: MVT_TYPES.get(f.type, "String")
+                    for f in layer.fields
+                    if f.name in (tile_fields(layer) or layer.field_names)
+                },
                 "geometry_type": layer.geometry_type,
             }
         ],

@@ -18,12 +18,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from twin import db, migrate
+from twin.cli_cases import cases_app
 from twin.cli_components import components_app
 from twin.cli_grid import grid_app
 from twin.cli_keys import keys_app
 from twin.cli_pipelines import pipelines_app
 from twin.cli_raster import raster_app
 from twin.cli_report import report
+from twin.cli_sensors import sensors_app
 from twin.errors import TwinError
 from twin.settings import Settings
 
@@ -38,9 +40,11 @@ app.add_typer(sample_app, name="sample")
 app.add_typer(layers_app, name="layers")
 app.add_typer(grid_app, name="grid")
 app.add_typer(components_app, name="components")
+app.add_typer(cases_app, name="cases")
 app.add_typer(pipelines_app, name="pipelines")
 app.add_typer(raster_app, name="raster")
 app.add_typer(keys_app, name="keys")
+app.add_typer(sensors_app, name="sensors")
 app.command("report")(report)
 
 console = Console(stderr=True)
@@ -132,6 +136,7 @@ def db_migrate() -> None:
 
 
 def _migrate(url: str) -> None:
+    from cases.classes import sync_case_classes
     from layers.components.classes import sync_classes
 
     settings = Settings().components
@@ -140,6 +145,7 @@ def _migrate(url: str) -> None:
         lvl = migrate.level(conn)
         # Component classes are data (the standard's and any local extension file).
         sync_classes(conn, settings.component_classes_file, width=settings.component_code_width)
+        sync_case_classes(conn)  # 事件 classes and 部件 deadlines of the cases
     for m in ran:
         console.print(f"applied migration {m.version:04d} {m.name}")
     console.print(f"schema at migration level {lvl}" + ("" if ran else " (nothing to do)"))
@@ -425,10 +431,31 @@ def demo(
             console.print(f"changes between the two dates: {kinds} (layer raster_changes)")
         for r in loaded.layers:
             console.print(f"imported {r.file} as layer {r.layer}: {r.loaded:,} features")
+        if loaded.sensors is not None:
+            sl = loaded.sensors
+            console.print(
+                f"sensors: {sl.sensors:,} ({sl.created:,} registered now), "
+                f"{sl.readings:,} readings of the last hours ingested"
+            )
     except TwinError as exc:
         _fail(exc)
     if serve_it:
+        _serve_demo(settings, url, out_dir)
+
+
+def _serve_demo(settings: Settings, url: str, folder: Path) -> None:
+    """Serve, with the simulator feeding the demo sensors beside the server (``twin demo``
+    only: ``twin serve`` shows what real sensors send)."""
+    from sample_data.simulator import STEP_S, start_simulator
+
+    feed = start_simulator(url, folder, settings.sensors)
+    if feed is not None:
+        console.print(f"live feed: the demo sensors report every {STEP_S:g} s, with incidents")
+    try:
         _run_server(settings, url, None, None)
+    finally:
+        if feed is not None:
+            feed.stop()
 
 
 def main() -> None:  # pragma: no cover

@@ -107,6 +107,12 @@ class ComponentSettings(BaseSettings):
     district_code: str | None = Field(
         default=None, description="District for codes of components outside every unit grid"
     )
+    component_max_outside_km: float = Field(
+        default=10.0,
+        ge=0,
+        description="An import refuses components farther than this from the district "
+        "(unless --allow-outside): a wrong CRS or swapped lon/lat, most likely",
+    )
 
 
 class RasterSettings(BaseSettings):
@@ -136,6 +142,18 @@ class QuerySettings(BaseSettings):
     buildings_layer: str = Field(
         default="buildings",
         description="Published layer of building footprints (fields floors, area_m2)",
+    )
+
+
+class PipelineSettings(BaseSettings):
+    """Pipe networks: traces and burst isolation."""
+
+    model_config = _CONFIG
+
+    isolation_control_valves_closable: bool = Field(
+        default=False,
+        description="Count control valves (PRV, TCV, ...) as valves an isolation may close; "
+        "false: water passes them and they bound no valve segment, as in WNTR",
     )
 
 
@@ -194,6 +212,47 @@ class LimitSettings(BaseSettings):
     )
 
 
+class SensorSettings(BaseSettings):
+    """The live twin: sensor readings, their partitions and the MQTT feed."""
+
+    model_config = _CONFIG
+
+    readings_retention_days: int = Field(
+        default=90, ge=1, description="Days of readings kept; older partitions are dropped"
+    )
+    readings_partitions_ahead_days: int = Field(
+        default=3, ge=1, description="Daily partitions of readings made ahead of today"
+    )
+    readings_future_tolerance_s: float = Field(
+        default=300.0, ge=0, description="How far ahead of the server clock a reading may be"
+    )
+    readings_max_rows: int = Field(
+        default=2_000_000, ge=1, description="Most readings one ingest request may carry"
+    )
+    sensors_sweep_s: float = Field(
+        default=30.0, gt=0, description="How often silent sensors are marked stale"
+    )
+    mqtt_url: str | None = Field(
+        default=None, description="A broker to take readings from (mqtt://host:1883)"
+    )
+    mqtt_topic: str = Field(default="citytwin/readings/#", description="Topic filter of readings")
+    mqtt_client_id: str = Field(
+        default="citytwin-readings",
+        description="Client id of the persistent MQTT session: the broker keeps what arrives "
+        "while the consumer is away under this id (run one consumer per id)",
+    )
+    mqtt_batch_size: int = Field(default=5000, ge=1, description="Readings stored per batch")
+    mqtt_batch_ms: int = Field(
+        default=500, ge=10, description="...or those received within this many ms, if fewer"
+    )
+    mqtt_buffer_max: int = Field(
+        default=200_000,
+        ge=1,
+        description="Readings kept in memory while the database is away; beyond, the oldest "
+        "are dropped (and counted)",
+    )
+
+
 class Settings(BaseSettings):
     """Everything, grouped by concern."""
 
@@ -206,8 +265,10 @@ class Settings(BaseSettings):
     components: ComponentSettings = Field(default_factory=ComponentSettings)
     rasters: RasterSettings = Field(default_factory=RasterSettings)
     query: QuerySettings = Field(default_factory=QuerySettings)
+    pipelines: PipelineSettings = Field(default_factory=PipelineSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    sensors: SensorSettings = Field(default_factory=SensorSettings)
 
     @property
     def raster_dir(self) -> Path:

@@ -1,6 +1,6 @@
 // What the viewer draws on top of any view: the search/identify highlight, the result of a trace
-// or an isolation, and the polygon being drawn. They are GeoJSON sources kept across view
-// switches (each new style gets them again with their current data).
+// or an isolation, the live alarms, and the polygon being drawn. They are GeoJSON sources kept
+// across view switches (each new style gets them again with their current data).
 
 export const EMPTY = { type: 'FeatureCollection', features: [] };
 
@@ -8,6 +8,7 @@ export const SOURCES = {
   highlight: 'ct-highlight',
   analysis: 'ct-analysis',
   draw: 'ct-draw',
+  live: 'ct-live',
 };
 
 const HIGHLIGHT = '#ffb000';
@@ -63,6 +64,24 @@ export const LAYERS = [
       'circle-radius': grow(7),
       'circle-stroke-color': '#ffffff',
       'circle-stroke-width': 2.5,
+    },
+  },
+  // Live alarms: a ring round each sensor in alarm, and a widening pulse (animated by live.js)
+  // round those that just opened.
+  {
+    id: 'ct-live-ring', type: 'circle', source: SOURCES.live,
+    filter: ['==', ['get', 'state'], 'open'],
+    paint: {
+      'circle-color': 'rgba(224,38,47,0.14)', 'circle-radius': grow(12),
+      'circle-stroke-color': '#e0262f', 'circle-stroke-width': 2,
+    },
+  },
+  {
+    id: 'ct-live-pulse', type: 'circle', source: SOURCES.live,
+    filter: ['==', ['get', 'fresh'], true],
+    paint: {
+      'circle-color': 'rgba(224,38,47,0)', 'circle-radius': 12,
+      'circle-stroke-color': '#e0262f', 'circle-stroke-width': 3, 'circle-stroke-opacity': 0.9,
     },
   },
   // Search and identify highlight.

@@ -4,18 +4,21 @@
 // carries the legend), plus "all layers", every published collection. Around the map: a view
 // switcher, layer toggles with the legend, click-to-identify (attributes, code, unit grid),
 // search by code, a polygon tool for "what is inside", pipe traces and burst isolation from a
-// clicked pipe, and a before/after slider for imagery. Everything comes from this server: no
-// base map, no glyphs, no sprites, so there are no symbol (text) layers at all.
+// clicked pipe, a before/after slider for imagery, and live sensor alarms (live.js, sensor.js).
+// Everything comes from this server: no base map, no glyphs, no sprites, so there are no symbol
+// (text) layers at all.
 
 /* global maplibregl */
 
 import { allLayersView } from './collections.js';
 import { Compare } from './compare.js';
 import { PolygonDraw } from './draw.js';
+import { LiveAlarms } from './live.js';
 import { EMPTY, LAYER_IDS, SOURCES, withOverlays } from './overlays.js';
 import {
   errorBox, isolationSummary, querySummary, traceSummary,
 } from './results.js';
+import { sensorDetails } from './sensor.js';
 import {
   anchorOf, collectionBbox, el, formatValue, geometryBbox, getJSON, onBusyChange,
   pendingRequests, postJSON, unionBounds, validBbox, valueLabel,
@@ -33,6 +36,7 @@ const GEOJSON = 'application/geo+json';
 
 // The code a feature is known by, in the order they are looked for.
 const CODE_FIELDS = [
+  ['sensor_id', '传感器 Sensor'],
   ['code', '编码 Code'],
   ['pipe_id', '管线编号 Pipe'],
   ['node_id', '节点编号 Node'],
@@ -54,11 +58,12 @@ const state = {
   networks: new Map(), // name → pipe network (kind pressure | gravity)
   view: null, // { id, title, description, style, legend, layers: Map(style layer id → meta) }
   loadingView: false,
-  overlay: { highlight: EMPTY, analysis: EMPTY, draw: EMPTY },
+  overlay: { highlight: EMPTY, analysis: EMPTY, live: EMPTY, draw: EMPTY },
   popup: null,
   identifySequence: 0,
   draw: null,
   compare: null,
+  live: null, // the live alarm panel, when there are sensors
   scenes: [],
   result: null, // the last answer shown in the results panel: { kind, body }
   status: { lngLat: null, zoom: null, message: '', error: false },
@@ -510,12 +515,15 @@ function pipeActions(collection, properties) {
 
 function identifyBox({ title, collection, fid, properties, located, others, note }) {
   const box = el('div', { className: 'identify', dataset: { collection: collection || '' } });
-  box.append(el('h3', {}, title));
+  const sensor = collection === 'sensors';
+  box.append(el('h3', {}, (sensor && properties?.name) || title));
   box.append(el('p', { className: 'fid' }, `${collection || ''}${fid !== undefined ? ` · id ${fid}` : ''}`));
   const code = codeOf(properties);
   const keyRows = [];
   if (code) keyRows.push([code.label, String(code.value), 'code']);
-  for (const [label, value] of gridLines(properties, collection, located)) {
+  const grid = gridLines(properties, collection, located);
+  // a sensor's popup has its chart to hold: the unit grid (named after its community) will do
+  for (const [label, value] of sensor ? grid.slice(0, 1) : grid) {
     keyRows.push([label, value, 'grid']);
   }
   if (keyRows.length) {
@@ -525,6 +533,7 @@ function identifyBox({ title, collection, fid, properties, located, others, note
   }
   const actions = pipeActions(collection, properties);
   if (actions) box.append(actions);
+  if (sensor) box.append(sensorDetails(properties, { onIsolate: runIsolation }) || '');
   // The first attributes in view, the rest one click away: the popup never needs a scroll bar.
   const rows = Object.entries(properties || {}).filter(([, value]) => !(value !== null
     && typeof value === 'object' && Object.keys(value).length === 0));
@@ -537,11 +546,13 @@ function identifyBox({ title, collection, fid, properties, located, others, note
     }
     return node;
   };
-  box.append(table(rows.slice(0, POPUP_ROWS)));
-  if (rows.length > POPUP_ROWS) {
+  // a sensor's state and value are in its panel above: its attributes wait behind the click
+  const inView = sensor ? 0 : POPUP_ROWS;
+  if (inView) box.append(table(rows.slice(0, inView)));
+  if (rows.length > inView) {
     box.append(el('details', { className: 'more' },
       el('summary', {}, `全部属性 all ${rows.length} attributes`),
-      table(rows.slice(POPUP_ROWS))));
+      table(rows.slice(inView))));
   }
   if (others?.length) box.append(el('p', { className: 'note' }, `Also here 此处还有: ${others.join(', ')}`));
   if (note) box.append(el('p', { className: 'note' }, note));
@@ -593,6 +604,7 @@ async function identify(event) {
   const rank = hitRank(meta, feature);
   const others = [...new Set(found.slice(1)
     .filter((h) => h.meta.layer !== meta.layer && !h.meta.cells)
+    .filter((h) => !(h.meta.collection === meta.collection && h.feature.id === feature.id))
     .filter((h) => (rank < 2 ? hitRank(h.meta, h.feature) < 2 : hitRank(h.meta, h.feature) === 2))
     .map((h) => legendTitle(h.meta.layer)))];
   if (meta.cells) {
@@ -909,6 +921,7 @@ function exposeForTests() {
       layers: LAYER_IDS.filter((id) => id.startsWith(prefix) && state.map.getLayer(id)),
     }).length,
     compareMaps: () => state.compare.maps,
+    live: () => state.live?.snapshot() ?? null,
   };
 }
 
@@ -1022,7 +1035,39 @@ async function main() {
   }, map);
   state.loadingView = false;
   afterViewChange();
+  startLive(map);
   exposeForTests();
+}
+
+function startLive(map) {
+  if (!state.collections.has('sensors')) return;
+  state.live = new LiveAlarms({
+    root: $('live'),
+    list: $('live-list'),
+    count: $('live-count'),
+    status: $('live-status'),
+    map,
+    setOverlay: (data) => setOverlay('live', data),
+    openSensor: (feature) => goTo({ collection: 'sensors', field: 'sensor_id', feature }),
+    isolate: runIsolation,
+    reloadTiles: reloadSensorTiles,
+  });
+  state.live.start();
+}
+
+// Sensor states changed: the tiles of the view's sensor layers are fetched again (the server
+// dropped those whose sensors changed; the others answer 304 Not Modified).
+function reloadSensorTiles() {
+  const { view, map } = state;
+  if (!view || !map || state.loadingView) return;
+  const ids = new Set(view.style.layers
+    .filter((l) => l.metadata?.['citytwin:collection'] === 'sensors' && l.source)
+    .map((l) => l.source));
+  for (const id of ids) {
+    const source = map.getSource(id);
+    const tiles = source?.tiles || source?.serialize?.().tiles;
+    if (source?.setTiles && tiles) source.setTiles(tiles);
+  }
 }
 
 main();
