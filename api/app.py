@@ -32,7 +32,7 @@ from api.routers import (
     viewer,
 )
 from api.security import Authenticator, resolve_principal
-from layers.pipelines.graph import GraphCache
+from pipelines.graph import GraphCache
 from tiles.cache import make_cache
 from tiles.maps import load_maps
 from twin import db

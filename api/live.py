@@ -64,9 +64,7 @@ class LiveHub:
             asyncio.create_task(self._sweep(), name="live-sweep"),
         ]
         if self.settings.mqtt_url:
-            self.mqtt = MqttConsumer(
-                self.settings, self.pool, self.partitions, graphs=self.graphs
-            )
+            self.mqtt = MqttConsumer(self.settings, self.pool, self.partitions, graphs=self.graphs)
             self.mqtt.start()
 
     async def stop(self) -> None:

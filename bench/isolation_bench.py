@@ -116,9 +116,9 @@ def load_city(url: str, folder: Path) -> None:
     """Unit grid, components and the water network; what is already loaded stays."""
     from grid.store import import_grid_folder
     from layers.components.importer import import_components
-    from layers.pipelines.native import read_native
-    from layers.pipelines.store import save_network
     from layers.registry import find_layer
+    from pipelines.importers.native import read_native
+    from pipelines.store import save_network
     from twin.settings import ComponentSettings, GridSettings
 
     def domain_loaded(conn: psycopg.Connection, name: str) -> bool:
@@ -248,7 +248,7 @@ def wntr_from_database(conn: psycopg.Connection, network: str) -> tuple[Any, pd.
     """
     import wntr
 
-    from layers.pipelines.model import CONTROL_VALVE_KINDS, ISOLATION_VALVE_KINDS, SOURCE_KINDS
+    from pipelines.model import CONTROL_VALVE_KINDS, ISOLATION_VALVE_KINDS, SOURCE_KINDS
 
     wn = wntr.network.WaterNetworkModel()
     barriers: set[str] = set()
@@ -296,7 +296,7 @@ def time_wntr(
 
 # --- our side ------------------------------------------------------------------------------------
 def time_ours(url: str, network: str, repeat: int) -> tuple[list[float], list[float], Any]:
-    from layers.pipelines import graph as pg
+    from pipelines import graph as pg
 
     with psycopg.connect(url, autocommit=True) as conn:
         loads = [timed(lambda: pg.load(conn, network))[0] for _ in range(repeat)]
@@ -346,7 +346,7 @@ def compare_closable(url: str, network: str, wn: Any, layer: pd.DataFrame) -> bo
     anything under the default rule)."""
     from wntr.metrics.topographic import valve_segments
 
-    from layers.pipelines import graph as pg
+    from pipelines import graph as pg
 
     with psycopg.connect(url, autocommit=True) as conn:
         g = pg.load(conn, network)
@@ -421,8 +421,8 @@ def http_isolate(
 
 def inprocess_isolate(url: str, network: str, pipes: list[str]) -> list[float]:
     """analysis.isolate on one async connection: graph and SQL, no HTTP and no JSON."""
-    from layers.pipelines import analysis
-    from layers.pipelines.graph import GraphCache
+    from pipelines import analysis
+    from pipelines.graph import GraphCache
 
     async def run() -> list[float]:
         out = []

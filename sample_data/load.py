@@ -19,10 +19,10 @@ from grid.store import GridImport, import_grid_folder
 from layers.batch import import_folder
 from layers.components.importer import ComponentImport, import_components
 from layers.importer import ImportReport, Progress
-from layers.pipelines.native import read_native
-from layers.pipelines.store import NetworkImport, save_network
 from layers.rasters.catalog import SceneReport, add_scene
 from layers.registry import find_layer
+from pipelines.importers.native import read_native
+from pipelines.store import NetworkImport, save_network
 from sample_data.live import SensorLoad, load_sensors
 from sample_data.sensors import SENSORS_FILE
 from twin.settings import Settings

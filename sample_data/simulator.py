@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from layers.pipelines.graph import GraphCache
+from pipelines.graph import GraphCache
 from sample_data.live import is_silent, read_sensors
 from sample_data.signals import Signal
 from sensors import ingest

@@ -300,8 +300,8 @@ async def propose(
     """Store on the alarm the likely burst pipe and what isolating it takes; a network that
     cannot be isolated (gravity, unknown) is said in the proposal, not raised. Runs after the
     ingest committed: the analysis reads the network in a snapshot transaction of its own."""
-    from layers.pipelines import analysis
-    from layers.pipelines.graph import GraphCache
+    from pipelines import analysis
+    from pipelines.graph import GraphCache
 
     network = sensor["network"]
     proposal: dict[str, Any] = {"network": network}

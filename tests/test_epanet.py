@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from pyproj import Geod
 
-from layers.pipelines.epanet import parse_affine, read_inp, read_valve_layer
-from layers.pipelines.model import NetworkData, Node, Segment
+from pipelines.importers.epanet import parse_affine, read_inp, read_valve_layer
+from pipelines.model import NetworkData, Node, Segment
 from twin.errors import InvalidData, InvalidParameter
 
 DATA = Path(__file__).resolve().parent / "data" / "pipelines" / "epanet"

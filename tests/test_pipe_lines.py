@@ -10,8 +10,8 @@ import pytest
 from pyproj import Transformer
 from shapely.geometry import LineString, MultiLineString, Point
 
-from layers.pipelines.lines import read_lines
-from layers.pipelines.model import NetworkData
+from pipelines.importers.lines import read_lines
+from pipelines.model import NetworkData
 from twin.errors import InvalidParameter
 
 

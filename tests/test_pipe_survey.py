@@ -12,9 +12,9 @@ import pytest
 from pyproj import Transformer
 from shapely.geometry import Point
 
-from layers.pipelines.codes import node_code, node_kind, parse_class, segment_code
-from layers.pipelines.model import Finding, NetworkData
-from layers.pipelines.survey import read_survey
+from pipelines.codes import node_code, node_kind, parse_class, segment_code
+from pipelines.importers.survey import read_survey
+from pipelines.model import Finding, NetworkData
 from twin.errors import InvalidData, InvalidParameter
 
 POINTS = """物探点号,X坐标,Y坐标,地面高程,特征,附属物,阀门状态,备注

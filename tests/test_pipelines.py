@@ -15,10 +15,10 @@ from conftest import app_client, fresh_database, settings_for
 
 from grid.store import import_grid_folder
 from layers.components.importer import import_components
-from layers.pipelines import graph as graphs
-from layers.pipelines.model import NetworkData, Node, Segment
-from layers.pipelines.native import read_native
-from layers.pipelines.store import NetworkRejected, save_network
+from pipelines import graph as graphs
+from pipelines.importers.native import read_native
+from pipelines.model import NetworkData, Node, Segment
+from pipelines.store import NetworkRejected, save_network
 from sample_data import generate
 
 LON0, LAT0 = 116.53, 31.75
@@ -770,7 +770,7 @@ def wntr_style_segments(pipes, valves) -> dict[str, frozenset[str]]:
 
 
 def test_isolation_on_an_imported_epanet_network_equals_the_oracle(loaded, tmp_path):
-    from layers.pipelines.epanet import read_inp
+    from pipelines.importers.epanet import read_inp
 
     pipes, valves, _ = lattice_inp(tmp_path / "lattice.inp")
     data = read_inp(
@@ -847,7 +847,7 @@ def originals(ids) -> set[str]:
 
 
 def test_control_valves_are_passed_as_in_wntr_and_bound_segments_when_closable(loaded, tmp_path):
-    from layers.pipelines.epanet import read_inp, read_valve_layer
+    from pipelines.importers.epanet import read_inp, read_valve_layer
 
     pipes, valves, controls = lattice_inp(tmp_path / "ctl.inp", n=14, seed=8, controls=40)
     (tmp_path / "valves.csv").write_text(
@@ -883,7 +883,7 @@ def test_control_valves_are_passed_as_in_wntr_and_bound_segments_when_closable(l
 def controls_network(loaded) -> str:
     """controls.inp with its isolation valves: R1 -P1- J1 -P2- J2 =PRV1= J3 -P3- J4 -P4- J5,
     J4 -P5- J6 =FCV1 (closed)= J7 -P6- J8 =TCV1= J5; isolation valves on P2 at J1, P4 at J5."""
-    from layers.pipelines.epanet import read_inp, read_valve_layer
+    from pipelines.importers.epanet import read_inp, read_valve_layer
 
     data = read_inp(
         EPANET / "controls.inp",
@@ -1151,7 +1151,7 @@ def test_cli_builds_topology_from_plain_lines(loaded, tmp_path, monkeypatch):
 
 # --- review findings: staleness, restores, ties, unsupplied starts ---------------------------
 def test_a_dropped_and_reimported_network_is_not_served_from_the_old_graph(client, loaded):
-    from layers.pipelines.store import drop_network
+    from pipelines.store import drop_network
 
     data = tiny()
     with psycopg.connect(loaded) as conn:

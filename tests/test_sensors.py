@@ -20,8 +20,8 @@ import pytest
 from conftest import fresh_database, make_key, serve, settings_for
 
 from grid.store import import_grid_folder
-from layers.pipelines.native import read_native
-from layers.pipelines.store import save_network
+from pipelines.importers.native import read_native
+from pipelines.store import save_network
 from sensors.partitions import Partitions, maintain
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from layers.pipelines.model import Finding, NetworkData
+from pipelines.model import Finding, NetworkData
 from twin import db
 from twin.errors import InvalidParameter, TwinError
 from twin.settings import Settings
@@ -41,7 +41,7 @@ def _fail(exc: TwinError) -> NoReturn:
 def _given_name(name: str) -> str:
     """A name that is valid but for its capitals is lowercased, and the user told so; any other
     invalid name is refused with the valid one proposed."""
-    from layers.pipelines.store import check_network_name
+    from pipelines.store import check_network_name
 
     lower = name.lower()
     if lower != name:
@@ -63,7 +63,7 @@ def _given_name(name: str) -> str:
 def _name_from_files(paths: list[Path]) -> str | None:
     """The words the file names start with in common (water_pipes.gpkg and water_nodes.gpkg
     give water), else the first file's name, made valid."""
-    from layers.pipelines.store import network_name_from
+    from pipelines.store import network_name_from
 
     words = [re.split(r"[\s_.\-]+", p.stem.lower()) for p in paths]
     common = []
@@ -135,8 +135,8 @@ def _findings(title: str, findings: list[Finding], limit: int = 30) -> None:
 def _save(
     name: str, read: Callable[[], NetworkData], skip_invalid: bool, title: str | None
 ) -> None:
-    from layers.pipelines.store import NetworkRejected, save_network
-    from layers.pipelines.topology import summary
+    from pipelines.store import NetworkRejected, save_network
+    from pipelines.topology import summary
 
     settings = Settings()
     try:
@@ -196,7 +196,7 @@ def import_native(
     title: Title = None,
 ) -> None:
     """Load a network whose pipes name their end nodes (our export, most utility GIS)."""
-    from layers.pipelines.native import read_native
+    from pipelines.importers.native import read_native
 
     network, (pipes, nodes) = _name_and_files("import", args, ("PIPES", "NODES"), name)
     _save(network, lambda: read_native(pipes, nodes, utility=utility), skip_invalid, title)
@@ -221,7 +221,7 @@ def import_survey(
     title: Title = None,
 ) -> None:
     """Load survey tables (points and lines joined by point numbers), with the survey checks."""
-    from layers.pipelines.survey import read_survey
+    from pipelines.importers.survey import read_survey
 
     network, (points, lines) = _name_and_files("import-survey", args, ("POINTS", "LINES"), name)
     _save(
@@ -253,7 +253,7 @@ def import_lines(
     title: Title = None,
 ) -> None:
     """Load plain GIS lines; the topology is built by snapping end points."""
-    from layers.pipelines.lines import read_lines
+    from pipelines.importers.lines import read_lines
 
     network, (file,) = _name_and_files("import-lines", args, ("FILE",), name)
     _save(
@@ -293,7 +293,7 @@ def import_inp(
     title: Title = None,
 ) -> None:
     """Load an EPANET model, placed on the map with a CRS or an affine transform."""
-    from layers.pipelines.epanet import parse_affine, read_inp, read_valve_layer
+    from pipelines.importers.epanet import parse_affine, read_inp, read_valve_layer
 
     network, (file,) = _name_and_files("import-inp", args, ("FILE",), name)
 
@@ -342,8 +342,8 @@ def list_networks() -> None:
 @pipelines_app.command("check")
 def check(name: Name) -> None:
     """Run the topology check and refresh the pipe_findings layer."""
-    from layers.pipelines.store import publish
-    from layers.pipelines.topology import store_findings, summary
+    from pipelines.store import publish
+    from pipelines.topology import store_findings, summary
 
     name = _given_name(name)
     settings = Settings()
@@ -365,7 +365,7 @@ def check(name: Name) -> None:
 @pipelines_app.command("drop")
 def drop(name: Name) -> None:
     """Remove a network, its collections and its findings."""
-    from layers.pipelines.store import drop_network
+    from pipelines.store import drop_network
 
     name = _given_name(name)
     settings = Settings()

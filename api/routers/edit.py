@@ -17,7 +17,7 @@ from grid import edit as grid_edit
 from layers import versioned
 from layers.access import check_component_rows, check_edit
 from layers.components import edit
-from layers.pipelines import edit as pipe_edit
+from pipelines import edit as pipe_edit
 from tiles.invalidation import footprints, invalidate
 from twin import audit
 from twin.errors import InvalidParameter, ReadOnly

@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import READ_ONLY, Catalog, catalog, connection, needs, principal
 from layers.access import can_read
-from layers.pipelines import analysis, topology
-from layers.pipelines.graph import GraphCache
-from layers.pipelines.store import check_network_name
+from pipelines import analysis, topology
+from pipelines.graph import GraphCache
+from pipelines.store import check_network_name
 from twin import audit
 from twin.auth import Principal
 from twin.errors import InvalidParameter, NotFound

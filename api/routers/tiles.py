@@ -10,7 +10,7 @@ import psycopg
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from api.deps import Catalog, access_level, cache_headers, catalog, connection, principal, settings
-from layers.pipelines.model import UTILITIES
+from pipelines.model import UTILITIES
 from tiles.cache import TileKey
 from tiles.mvt import TMS_ID, check_tile, tilejson
 from twin.errors import InvalidParameter, NotFound

@@ -23,7 +23,7 @@ from matplotlib.patches import Patch
 from matplotlib.path import Path
 
 from grid.report.data import MapLayer, ReportData
-from layers.pipelines.model import UTILITIES
+from pipelines.model import UTILITIES
 
 # Component status (GB/T 30428.2): colour and English label.
 STATUS_STYLE = {

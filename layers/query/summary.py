@@ -6,12 +6,12 @@ from collections import defaultdict
 from typing import Any
 
 from layers.components.edit import STATUSES
-from layers.pipelines.model import SUBCLASSES, UTILITIES
 from layers.query import imagery
 from layers.query import sql as q
 from layers.query.area import Area
 from layers.query.plan import Plan, Query
 from layers.query.scope import EVERYTHING, WITHHELD, Scope
+from pipelines.model import SUBCLASSES, UTILITIES
 from twin.settings import QuerySettings
 
 SLIVER_M2 = 1.0  # a unit grid overlapping the area by less is a shared edge, not a cell inside

@@ -20,8 +20,8 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from layers import versioned
-from layers.pipelines.model import FLOWS, NODE_KINDS, STATES, VALVE_KINDS, VALVE_STATES
-from layers.pipelines.topology import END_OFF_M
+from pipelines.model import FLOWS, NODE_KINDS, STATES, VALVE_KINDS, VALVE_STATES
+from pipelines.topology import END_OFF_M
 from twin.errors import Conflict, InvalidData, NotFound
 
 COLLECTION = re.compile(r"([a-z][a-z0-9_]{0,30})_(pipes|nodes)")

@@ -1,6 +1,6 @@
 """Traces, burst isolation and excavation conflict checks over HTTP-shaped inputs.
 
-The graph work happens in memory (`layers.pipelines.graph`); the database resolves starts
+The graph work happens in memory (`pipelines.graph`); the database resolves starts
 (ids, or the nearest pipe to a point), returns the geometries of what was found, and answers
 the spatial questions around it: components on the affected nodes, unit grids crossed, the
 outage area.
@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import shapely
 
-from layers.pipelines.graph import Graph, GraphCache, Isolation, Trace
-from layers.pipelines.model import CONTROL_VALVE_RULES, SERVICE_KINDS
+from pipelines.graph import Graph, GraphCache, Isolation, Trace
+from pipelines.model import CONTROL_VALVE_RULES, SERVICE_KINDS
 from twin.crs import axis_ordered_to_wgs84, epsg_xy, parse_crs, utm_or_gk_epsg
 from twin.errors import InvalidData, InvalidParameter, LimitExceeded, NotFound
 

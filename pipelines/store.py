@@ -23,8 +23,9 @@ import shapely
 from psycopg import sql
 from pyproj import CRS
 
-from layers.pipelines import codes
-from layers.pipelines.model import (
+from layers.registry import register_view
+from pipelines import codes
+from pipelines.model import (
     GRAVITY_UTILITIES,
     NODE_KINDS,
     UTILITIES,
@@ -33,7 +34,6 @@ from layers.pipelines.model import (
     Finding,
     NetworkData,
 )
-from layers.registry import register_view
 from twin.crs import to_wgs84_xy
 from twin.errors import Conflict, InvalidData, InvalidParameter, NotFound
 
@@ -237,7 +237,7 @@ def save_network(
     conn.execute("DELETE FROM twin.pipe_nodes WHERE network = %s", [name])
     _copy_nodes(conn, name, data, node_ll)
     _copy_segments(conn, name, data, flat_ll, counts)
-    from layers.pipelines.topology import store_findings
+    from pipelines.topology import store_findings
 
     # The check's joins need statistics of the rows just written: without them the planner
     # picks nested loops that take minutes on a 20,000-pipe network instead of a second.
@@ -266,7 +266,7 @@ def _refuse_plain_layers(conn: psycopg.Connection, network: str) -> None:
 
 
 def _title(utility: str, subclass: str | None, name: str) -> str:
-    from layers.pipelines.model import SUBCLASSES
+    from pipelines.model import SUBCLASSES
 
     zh = SUBCLASSES.get(utility, {}).get(subclass or "", "") or UTILITIES[utility][1]
     return f"{zh}管网 {name}"

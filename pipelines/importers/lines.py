@@ -22,8 +22,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from layers.pipelines import codes
-from layers.pipelines.columns import (
+from pipelines import codes
+from pipelines.importers.columns import (
     LINE_COLUMNS,
     Where,
     attr_value,
@@ -34,7 +34,7 @@ from layers.pipelines.columns import (
     pick_layer,
     row_class,
 )
-from layers.pipelines.model import (
+from pipelines.model import (
     GRAVITY_UTILITIES,
     VALVE_KINDS,
     Finding,

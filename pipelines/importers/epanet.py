@@ -33,7 +33,7 @@ from typing import Any
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
-from layers.pipelines.model import SUBCLASSES, UTILITIES, Finding, NetworkData, Node, Segment
+from pipelines.model import SUBCLASSES, UTILITIES, Finding, NetworkData, Node, Segment
 from twin.crs import parse_crs
 from twin.errors import InvalidData, InvalidParameter
 

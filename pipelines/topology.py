@@ -16,8 +16,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from layers.pipelines import graph as graphs
-from layers.pipelines.model import SINK_KINDS, SOURCE_KINDS
+from pipelines import graph as graphs
+from pipelines.model import SINK_KINDS, SOURCE_KINDS
 
 TOLERANCE_M = 0.05  # elevations agree within 5 cm
 END_OFF_M = 1.0  # a pipe end this far from its node is drawn wrong

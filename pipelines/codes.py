@@ -9,7 +9,7 @@ project's convention, chosen so that the examples come out right.
 
 from __future__ import annotations
 
-from layers.pipelines.model import NODE_KINDS, STATES, SUBCLASSES, UTILITIES
+from pipelines.model import NODE_KINDS, STATES, SUBCLASSES, UTILITIES
 
 # --- classes and sub-classes ----------------------------------------------------------------
 # Common names a survey table uses for a class beyond the standard's own.

@@ -25,7 +25,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 
-from layers.pipelines.model import (
+from pipelines.model import (
     CONTROL_VALVE_KINDS,
     CONTROL_VALVE_RULES,
     SOURCE_KINDS,

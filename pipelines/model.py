@@ -1,7 +1,7 @@
 """A pipe network as the importers hand it to the store: nodes, segments and findings.
 
 Every importer (survey tables, plain GIS lines, EPANET ``.inp``) produces a `NetworkData` in
-the coordinates of its source CRS (``crs``); `layers.pipelines.store` checks it, transforms it
+the coordinates of its source CRS (``crs``); `pipelines.store` checks it, transforms it
 to lon/lat and writes it in one transaction. Node and segment ids are the source's own (survey
 point numbers 物探点号, pipe ids, EPANET ids) and stay the keys users search by.
 """

@@ -2,7 +2,7 @@
 nodes (``from_node``/``to_node``) and a node file with ``node_id`` and ``kind``.
 
 This is what `twin sample generate` writes and what most utility GIS exports look like once
-the columns are named; files without node ids go through `layers.pipelines.lines` instead.
+the columns are named; files without node ids go through `pipelines.importers.lines` instead.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import pyogrio
 import shapely
 
-from layers.pipelines.model import (
+from pipelines.model import (
     FLOWS,
     GRAVITY_UTILITIES,
     NODE_KINDS,

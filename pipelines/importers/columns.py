@@ -20,8 +20,8 @@ import pandas as pd
 import pyogrio
 from pyproj import CRS
 
-from layers.pipelines import codes
-from layers.pipelines.model import Finding
+from pipelines import codes
+from pipelines.model import Finding
 from twin.errors import InvalidData, InvalidParameter
 
 # Field -> accepted headers, best first. X/Y follow the Chinese survey convention: X = northing.

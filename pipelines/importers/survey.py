@@ -17,8 +17,8 @@ from typing import Any
 import shapely
 from pyproj import CRS
 
-from layers.pipelines import codes
-from layers.pipelines.columns import (
+from pipelines import codes
+from pipelines.importers.columns import (
     LINE_COLUMNS,
     POINT_COLUMNS,
     Table,
@@ -32,7 +32,7 @@ from layers.pipelines.columns import (
     read_table,
     row_class,
 )
-from layers.pipelines.model import (
+from pipelines.model import (
     GRAVITY_UTILITIES,
     VALVE_KINDS,
     Finding,

@@ -1,0 +1,1 @@
+"""Pipe networks from files: GIS pairs, survey tables (物探), plain lines, EPANET."""
