@@ -12,8 +12,8 @@ from fastapi import Request
 from psycopg_pool import AsyncConnectionPool
 
 from layers.access import can_read, raster_readable
-from layers.query.scope import EVERYTHING, Scope
 from layers.registry import Layer, list_layers_async
+from query.scope import EVERYTHING, Scope
 from tiles.cache import NoCache, TileCache
 from tiles.composite import MapTiles, build_map_tiles
 from tiles.maps import MapDef, get_map

@@ -93,7 +93,7 @@ def install(app: FastAPI) -> None:
         code = "not-found" if exc.status_code == 404 else "http-error"
         message = "no such resource" if exc.status_code == 404 else str(exc.detail)
         if exc.status_code == 404 and (request.url.path + "/").startswith("/raster/"):
-            from layers.rasters.catalog import UNKNOWN_SCENE
+            from rasters.catalog import UNKNOWN_SCENE
 
             message = UNKNOWN_SCENE  # a path or URL in place of a scene id looks like any miss
         return error_response(exc.status_code, code, message)

@@ -114,8 +114,8 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 # --- the two networks ----------------------------------------------------------------------------
 def load_city(url: str, folder: Path) -> None:
     """Unit grid, components and the water network; what is already loaded stays."""
+    from components.importer import import_components
     from grid.store import import_grid_folder
-    from layers.components.importer import import_components
     from layers.registry import find_layer
     from pipelines.importers.native import read_native
     from pipelines.store import save_network

@@ -411,8 +411,8 @@ def inprocess(
     import pstats
     from functools import partial
 
-    from layers.rasters import render
-    from layers.rasters.catalog import get_scene_sync
+    from rasters import render
+    from rasters.catalog import get_scene_sync
 
     with psycopg.connect(url) as conn:
         scene = get_scene_sync(conn, scene_id)

@@ -1,7 +1,7 @@
 """Case statistics per unit grid, community, street, district or department, and the cases of
 one management area for its report.
 
-Written as plans (`layers.query.plan`), so the API, the CLI and the report run the same SQL.
+Written as plans (`query.plan`), so the API, the CLI and the report run the same SQL.
 Overdue is computed at query time; the on-time rate is the share of handled cases handled
 by their deadline (handled: 处置 done, whether or not checked and closed since; a case sent
 back for rework is not handled until it is handled again).
@@ -18,7 +18,7 @@ from typing import Any
 from psycopg import sql
 
 from cases import STATES
-from layers.query.plan import Plan, Query
+from query.plan import Plan, Query
 from twin.errors import InvalidParameter
 
 # What a statistic groups by: the case column, and the grid level whose names label it.

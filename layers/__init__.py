@@ -1,1 +1,1 @@
-"""Domain layers and the layer registry."""
+"""The generic publishing core: the layer registry, readers, checks, import, features, CQL2."""

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import psycopg
 
+from components.importer import ComponentImport, import_components
 from grid.store import GridImport, import_grid_folder
 from layers.batch import import_folder
-from layers.components.importer import ComponentImport, import_components
 from layers.importer import ImportReport, Progress
-from layers.rasters.catalog import SceneReport, add_scene
 from layers.registry import find_layer
 from pipelines.importers.native import read_native
 from pipelines.store import NetworkImport, save_network
+from rasters.catalog import SceneReport, add_scene
 from sample_data.live import SensorLoad, load_sensors
 from sample_data.sensors import SENSORS_FILE
 from twin.settings import Settings
@@ -56,7 +56,7 @@ def _load_imagery(
     conn: psycopg.Connection, folder: Path, settings: Settings, loaded: Loaded
 ) -> None:
     """Both image dates as scenes of one collection, and the changes between them."""
-    from layers.rasters.changes import run_change_detection
+    from rasters.changes import run_change_detection
 
     images = sorted(folder.glob("imagery_*.tif"))
     for path in images:

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from layers.components.classes import sync_classes
+from components.classes import sync_classes
 from twin import migrate
 from twin.embedded import EmbeddedPostgres
 from twin.settings import ApiSettings, AuthSettings, DatabaseSettings, Settings, TileSettings

@@ -16,7 +16,7 @@ import rasterio
 from affine import Affine
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 
-from layers.rasters.change import ChangePolygon, ChangeResult, detect_changes, score
+from rasters.change import ChangePolygon, ChangeResult, detect_changes, score
 from sample_data import generate
 from twin.errors import InvalidParameter
 

@@ -8,8 +8,8 @@ import psycopg
 import pytest
 from shapely.geometry import box
 
+from components.publish import register_components
 from grid.store import import_grid
-from layers.components.publish import register_components
 from twin.settings import GridSettings
 
 # A synthetic district of its own (see test_grid for the same construction).

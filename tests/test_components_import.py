@@ -18,10 +18,10 @@ from pyproj import Geod
 from shapely.geometry import box
 from typer.testing import CliRunner
 
+from components.classes import class_names, standard_classes, sync_classes
+from components.codes import advance_past, code_problem, next_codes, split_code
+from components.importer import NO_GRID, ComponentsRejected, import_components
 from grid.store import import_grid, import_grid_folder
-from layers.components.classes import class_names, standard_classes, sync_classes
-from layers.components.codes import advance_past, code_problem, next_codes, split_code
-from layers.components.importer import NO_GRID, ComponentsRejected, import_components
 from sample_data import generate
 from twin.cli import app
 from twin.errors import InvalidData
@@ -144,7 +144,7 @@ def count(conn: psycopg.Connection) -> int:
 
 # --- classes -----------------------------------------------------------------------------------
 def test_standard_classes_load_with_their_names(conn, classes):
-    text = resources.files("layers.components").joinpath("data", "classes.csv").read_text("utf-8")
+    text = resources.files("components").joinpath("data", "classes.csv").read_text("utf-8")
     rows = list(csv.DictReader(text.splitlines()))
     assert classes == len(rows) == 85
     standard = conn.execute(

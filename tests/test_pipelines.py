@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from conftest import app_client, fresh_database, settings_for
 
+from components.importer import import_components
 from grid.store import import_grid_folder
-from layers.components.importer import import_components
 from pipelines import graph as graphs
 from pipelines.importers.native import read_native
 from pipelines.model import NetworkData, Node, Segment

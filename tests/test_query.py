@@ -16,8 +16,8 @@ import shapely
 from conftest import app_client, fresh_database, load_city
 from pyproj import Geod
 
-from layers.query import service
-from layers.query.plan import run_sync
+from query import service
+from query.plan import run_sync
 from twin.settings import QuerySettings, Settings
 
 GK = "EPSG:4548"  # CGCS2000 Gauss-Krüger, CM 117E: the sample city's metric CRS

@@ -17,8 +17,8 @@ from rasterio.transform import from_origin
 from scipy.io import netcdf_file
 from typer.testing import CliRunner
 
-from layers.rasters.catalog import add_scene
-from layers.rasters.sources import _hdf5, hid_t
+from rasters.catalog import add_scene
+from rasters.sources import _hdf5, hid_t
 from twin.cli import app
 from twin.errors import InvalidData, InvalidParameter
 

@@ -18,7 +18,7 @@ from PIL import Image
 from pyproj import Transformer
 
 from grid.store import import_grid_folder
-from layers.rasters.catalog import add_scene
+from rasters.catalog import add_scene
 from sample_data import generate
 from twin.errors import InvalidData
 from twin.settings import RasterSettings
@@ -498,7 +498,7 @@ def test_impossible_points_are_refused(client, params):
 def test_a_sidecar_overview_is_never_read(loaded, tmp_path):
     from rasterio.transform import from_origin
 
-    from layers.rasters.catalog import open_cog
+    from rasters.catalog import open_cog
 
     secret = tmp_path / "secret.bin"
     secret.write_bytes(b"TOPSECRET-" * 2000)

@@ -25,8 +25,8 @@ from rasterio.transform import from_origin
 from referencing import Registry
 from referencing.jsonschema import DRAFT7
 
-from layers.rasters import stac
-from layers.rasters.catalog import add_scene
+from rasters import stac
+from rasters.catalog import add_scene
 from twin.settings import RasterSettings
 
 SCHEMAS = DATA / "stac-schemas"
@@ -218,7 +218,7 @@ def test_gsd_is_given_in_metres_only():
     """STAC's gsd is metres: a lon/lat scene (0.2° pixels) gives none rather than 0.2."""
     from types import SimpleNamespace
 
-    from layers.rasters.stac import gsd
+    from rasters.stac import gsd
 
     assert gsd(SimpleNamespace(epsg=32650, resolution=(10.0, 10.0))) == 10.0
     assert gsd(SimpleNamespace(epsg=4326, resolution=(0.2, 0.2))) is None

@@ -137,7 +137,7 @@ def db_migrate() -> None:
 
 def _migrate(url: str) -> None:
     from cases.classes import sync_case_classes
-    from layers.components.classes import sync_classes
+    from components.classes import sync_classes
 
     settings = Settings().components
     with db.connect(url) as conn:

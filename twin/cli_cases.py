@@ -137,7 +137,7 @@ def cases_stats(
 ) -> None:
     """Cases per area or department: states, overdue, on-time rate."""
     from cases.stats import case_stats, to_csv
-    from layers.query.plan import run_sync
+    from query.plan import run_sync
 
     settings = Settings()
     if format not in ("table", "csv", "json"):

@@ -14,7 +14,7 @@ from twin.errors import TwinError
 from twin.settings import Settings
 
 if TYPE_CHECKING:
-    from layers.components.importer import ComponentImport
+    from components.importer import ComponentImport
 
 components_app = typer.Typer(help="City management components: import survey files, classes")
 console = Console(stderr=True)
@@ -58,7 +58,7 @@ def components_import(
     ] = None,
 ) -> None:
     """Load components from a survey file; codes are checked, or generated when absent."""
-    from layers.components.importer import ComponentsRejected, import_components
+    from components.importer import ComponentsRejected, import_components
 
     settings = Settings()
     report_path = report or Path(REPORT)

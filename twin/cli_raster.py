@@ -57,8 +57,8 @@ def add(
     ] = None,
 ) -> None:
     """Register a scene: converted to a Cloud Optimized GeoTIFF unless it is one already."""
-    from layers.rasters.catalog import add_scene
-    from layers.rasters.sources import resolution_text
+    from rasters.catalog import add_scene
+    from rasters.sources import resolution_text
 
     settings = Settings()
     try:
@@ -99,7 +99,7 @@ def list_scenes() -> None:
     """The registered scenes."""
     from rasterio.crs import CRS
 
-    from layers.rasters.sources import resolution_text, resolution_unit
+    from rasters.sources import resolution_text, resolution_unit
 
     settings = Settings()
     try:
@@ -127,7 +127,7 @@ def changes(
     name: Annotated[str | None, typer.Option(help="Change set name")] = None,
 ) -> None:
     """Detect changes between two scenes into the raster_changes layer."""
-    from layers.rasters.changes import run_change_detection
+    from rasters.changes import run_change_detection
 
     settings = Settings()
     try:
@@ -153,7 +153,7 @@ def access(
     read: Annotated[str, typer.Option(help="public, viewer, editor or admin")],
 ) -> None:
     """Who may read a raster collection's scenes, tiles and files."""
-    from layers.rasters.catalog import SET_READ_ROLE_SQL
+    from rasters.catalog import SET_READ_ROLE_SQL
     from twin import audit
     from twin.auth import ROLES, check_role
 

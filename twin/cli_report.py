@@ -26,10 +26,10 @@ def report(
     ] = None,
 ) -> None:
     """Write the report of a management area: summary, map and tables."""
-    from grid.report import check_format, check_level, file_name
-    from grid.report.data import collect
-    from grid.report.render import render
-    from layers.query.plan import run_sync
+    from query.plan import run_sync
+    from reports import check_format, check_level, file_name
+    from reports.data import collect
+    from reports.render import render
 
     settings = Settings()
     try:

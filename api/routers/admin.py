@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Catalog, catalog, connection, needs, principal
-from layers.rasters.catalog import SET_READ_ROLE_SQL
 from layers.registry import SET_ACCESS_SQL, Layer, check_access_roles
+from rasters.catalog import SET_READ_ROLE_SQL
 from twin import audit
 from twin.auth import (
     INSERT_KEY,

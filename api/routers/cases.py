@@ -22,7 +22,7 @@ from cases.listing import case_json, list_cases, make_filter, step_json
 from cases.rules import LIST_SQL
 from cases.store import NewCase, create_case, read_case, read_steps, transition
 from layers.access import can_read, check_edit, require_role
-from layers.query.plan import run_async
+from query.plan import run_async
 from tiles.invalidation import invalidate
 from twin.auth import Principal
 from twin.errors import Forbidden, NotFound

@@ -13,10 +13,10 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Resp
 from psycopg.rows import dict_row
 
 from api.deps import Catalog, catalog, connection, needs, principal, settings
+from components import edit
 from grid import edit as grid_edit
 from layers import versioned
 from layers.access import check_component_rows, check_edit
-from layers.components import edit
 from pipelines import edit as pipe_edit
 from tiles.invalidation import footprints, invalidate
 from twin import audit

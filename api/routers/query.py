@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import READ_ONLY, connection, query_scope, settings
-from layers.query import service
-from layers.query.plan import run_async
+from query import service
+from query.plan import run_async
 from twin.settings import Settings
 
 router = APIRouter(prefix="/query", tags=["Spatial queries"])

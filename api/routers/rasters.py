@@ -19,8 +19,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import READ_ONLY, cache_headers, catalog, connection, needs, principal, settings
 from layers.access import raster_readable
-from layers.rasters import render, stac, zonal
-from layers.rasters.catalog import (
+from rasters import render, stac, zonal
+from rasters.catalog import (
     SCENE_COLUMNS,
     SCENE_ID,
     UNKNOWN_SCENE,
@@ -453,7 +453,7 @@ class ChangeRequest(BaseModel):
     dependencies=[Depends(needs("editor"))],
 )
 async def detect(body: ChangeRequest, request: Request, conn: Conn, who: Who) -> dict:
-    from layers.rasters.changes import run_change_detection
+    from rasters.changes import run_change_detection
     from twin import db
 
     for scene_id in (body.before, body.after):
@@ -491,7 +491,7 @@ async def changes_by_grid(
     level: Annotated[str, Query(description="district, street, community or unit")] = "unit",
     every_cell: Annotated[bool, Query(alias="all", description="Cells without change too")] = False,
 ) -> dict:
-    from layers.rasters.changes import grid_summary
+    from rasters.changes import grid_summary
 
     (await catalog(request)).layer("raster_changes", who)  # unreadable: as unknown as missing
     cells = await grid_summary(conn, name, level, every_cell)

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import connection, query_scope, settings
-from grid.report import MEDIA_TYPES, check_format, check_level, file_name
-from grid.report.data import collect
-from grid.report.render import render
-from layers.query.plan import run_async
+from query.plan import run_async
+from reports import MEDIA_TYPES, check_format, check_level, file_name
+from reports.data import collect
+from reports.render import render
 from twin.settings import Settings
 
 router = APIRouter(prefix="/reports", tags=["Reports"])

@@ -11,8 +11,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from layers.rasters.catalog import Scene, get_scene_sync
 from layers.registry import register_view
+from rasters.catalog import Scene, get_scene_sync
 from twin.errors import InvalidParameter, NotFound
 
 NEEDED = ("blue", "green", "red", "nir")
@@ -48,7 +48,7 @@ def run_change_detection(
     conn: psycopg.Connection, before_id: str, after_id: str, name: str | None = None
 ) -> dict[str, Any]:
     """Detect, store (replacing an earlier set of the same name) and summarise."""
-    from layers.rasters.change import detect_changes
+    from rasters.change import detect_changes
 
     started = time.perf_counter()
     before, after = get_scene_sync(conn, before_id), get_scene_sync(conn, after_id)

@@ -22,8 +22,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.path import Path
 
-from grid.report.data import MapLayer, ReportData
 from pipelines.model import UTILITIES
+from reports.data import MapLayer, ReportData
 
 # Component status (GB/T 30428.2): colour and English label.
 STATUS_STYLE = {

@@ -7,7 +7,7 @@ from typing import Any
 
 from pyproj import CRS
 
-from layers.rasters.catalog import Scene
+from rasters.catalog import Scene
 
 STAC_VERSION = "1.0.0"
 EXTENSIONS = [

@@ -11,11 +11,11 @@ import shapely
 from psycopg import sql
 
 from cases.stats import area_cases
-from layers.query.area import Area, grid_area, to_metric
-from layers.query.plan import Plan, Query
-from layers.query.scope import EVERYTHING, WITHHELD, Scope
-from layers.query.sql import LAYER_SQL
-from layers.query.summary import summarise
+from query.area import Area, grid_area, to_metric
+from query.plan import Plan, Query
+from query.scope import EVERYTHING, WITHHELD, Scope
+from query.sql import LAYER_SQL
+from query.summary import summarise
 from twin.settings import QuerySettings
 
 MAP_MARGIN = 0.05  # the map shows this share of the area's size around it

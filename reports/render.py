@@ -12,10 +12,10 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
-from grid.report import LEVEL_NAMES_ZH, check_format
-from grid.report.data import ReportData
-from grid.report.maps import age_chart_png, area_map_png
-from grid.report.tables import ReportTable, report_tables
+from reports import LEVEL_NAMES_ZH, check_format
+from reports.data import ReportData
+from reports.maps import age_chart_png, area_map_png
+from reports.tables import ReportTable, report_tables
 
 PDF_FONT = "STSong-Light"  # reportlab's built-in Adobe CID font for simplified Chinese
 
@@ -52,7 +52,7 @@ def _cell(value: Any) -> Markup:
 
 @lru_cache(maxsize=1)
 def _template() -> jinja2.Template:
-    text = resources.files("grid.report").joinpath("templates/report.html.j2").read_text("utf-8")
+    text = resources.files("reports").joinpath("templates/report.html.j2").read_text("utf-8")
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["cell"] = _cell
     return env.from_string(text)

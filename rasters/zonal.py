@@ -20,8 +20,8 @@ from exactextract import exact_extract
 from rasterio.io import MemoryFile
 from rasterio.windows import Window, from_bounds
 
-from layers.rasters.catalog import Scene, open_cog
-from layers.rasters.render import band_math, evaluate
+from rasters.catalog import Scene, open_cog
+from rasters.render import band_math, evaluate
 from twin.errors import InvalidParameter, LimitExceeded, NotFound
 
 OPS = ["mean", "min", "max", "stdev", "count"]

@@ -33,17 +33,17 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from pyproj import CRS
 
-from layers import checks
-from layers.checks import Problem
-from layers.components.classes import ClassTable, class_table
-from layers.components.codes import (
+from components.classes import ClassTable, class_table
+from components.codes import (
     advance_past,
     code_problem,
     district_problem,
     next_codes,
     split_code,
 )
-from layers.components.publish import register_components
+from components.publish import register_components
+from layers import checks
+from layers.checks import Problem
 from layers.importer import Progress, source_crs
 from layers.readers import BadRow, SourceData, read_source
 from twin.crs import CrsRef, to_wgs84_xy

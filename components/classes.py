@@ -43,7 +43,7 @@ def class_width(code_width: int) -> int:
 
 def standard_classes(width: int = 16) -> list[ComponentClass]:
     """The packaged GB/T 30428.2 table; in 17-digit mode the minor class is padded to 3 digits."""
-    text = resources.files("layers.components").joinpath("data", PACKAGED).read_text("utf-8")
+    text = resources.files("components").joinpath("data", PACKAGED).read_text("utf-8")
     classes = parse_classes(text, PACKAGED, width=16, local=False)
     if width == 17:
         # An assumption (GB/T 47678 is unverified): minor 18 becomes 018.

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cases import STATES
-from grid.report import LEVEL_NAMES_ZH
-from grid.report.data import ReportData
+from reports import LEVEL_NAMES_ZH
+from reports.data import ReportData
 
 
 @dataclass

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import psycopg
 
-from layers.components.classes import class_width
+from components.classes import class_width
 from twin.errors import InvalidData, InvalidParameter
 
 DISTRICT_DIGITS = 6

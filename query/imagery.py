@@ -8,12 +8,12 @@ from typing import Any
 
 import geopandas as gpd
 
-from layers.query import sql as q
-from layers.query.area import Area
-from layers.query.plan import Compute, Plan, Query
-from layers.query.scope import EVERYTHING, Scope
-from layers.rasters import zonal
-from layers.rasters.catalog import SCENE_COLUMNS, Scene, scene_from_row
+from query import sql as q
+from query.area import Area
+from query.plan import Compute, Plan, Query
+from query.scope import EVERYTHING, Scope
+from rasters import zonal
+from rasters.catalog import SCENE_COLUMNS, Scene, scene_from_row
 from twin.errors import NotFound
 
 INDICES = {

@@ -23,7 +23,7 @@ from rio_tiler.io import Reader
 from rio_tiler.models import ImageData
 from rio_tiler.mosaic import mosaic_reader
 
-from layers.rasters.catalog import Scene, open_cog
+from rasters.catalog import Scene, open_cog
 from twin.errors import InvalidParameter, NotFound
 
 

@@ -2,7 +2,7 @@
 a map drawn from our own data, and tables, as HTML, PDF, CSV or XLSX.
 
 `collect` gathers the data (a plan run on a sync or an async connection, see
-`layers.query.plan`); `render` turns it into one of the formats without touching the database.
+`query.plan`); `render` turns it into one of the formats without touching the database.
 """
 
 from __future__ import annotations

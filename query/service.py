@@ -7,10 +7,10 @@ from typing import Any
 
 import shapely
 
-from layers.query.area import buffer_area, grid_area, polygon_area
-from layers.query.plan import Plan
-from layers.query.scope import EVERYTHING, Scope
-from layers.query.summary import summarise
+from query.area import buffer_area, grid_area, polygon_area
+from query.plan import Plan
+from query.scope import EVERYTHING, Scope
+from query.summary import summarise
 from twin.errors import InvalidParameter
 from twin.settings import QuerySettings
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import shapely
 
-from layers.query.plan import Plan, Query
+from query.plan import Plan, Query
 from twin.crs import CrsRef, epsg_xy, parse_crs, to_wgs84_xy, utm_or_gk_epsg
 from twin.errors import InvalidParameter, LimitExceeded, NotFound
 

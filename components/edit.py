@@ -18,8 +18,8 @@ import shapely
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from components import codes
 from layers import versioned
-from layers.components import codes
 from twin.errors import Conflict, InvalidData, NotFound
 from twin.settings import ComponentSettings
 

@@ -36,7 +36,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import Resampling, reproject, transform_geom
 
-from layers.rasters.sources import (
+from rasters.sources import (
     NO_SIDECARS,
     SourceName,
     check_format,

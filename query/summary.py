@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from layers.components.edit import STATUSES
-from layers.query import imagery
-from layers.query import sql as q
-from layers.query.area import Area
-from layers.query.plan import Plan, Query
-from layers.query.scope import EVERYTHING, WITHHELD, Scope
+from components.edit import STATUSES
 from pipelines.model import SUBCLASSES, UTILITIES
+from query import imagery
+from query import sql as q
+from query.area import Area
+from query.plan import Plan, Query
+from query.scope import EVERYTHING, WITHHELD, Scope
 from twin.settings import QuerySettings
 
 SLIVER_M2 = 1.0  # a unit grid overlapping the area by less is a shared edge, not a cell inside
