@@ -6,7 +6,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test system venv viewer lint bench-import bench-locate bench-isolation bench-raster bench-tiles soak clean
+.PHONY: demo test system venv viewer lint lint-js bench-import bench-locate bench-isolation bench-raster bench-tiles soak clean
 
 system:
 	@scripts/ensure-system
@@ -34,10 +34,14 @@ test: venv viewer
 	@$(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: no tests were collected" >&2; exit 1; fi; exit $$rc
 
-lint: venv
+lint: venv lint-js
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# ESLint (pinned in package.json) on the viewer's modules and the end-to-end driver.
+lint-js: viewer
+	npm run --silent lint
 
 bench-import: venv
 	@scripts/ensure-system --bench

@@ -13,8 +13,6 @@ Results go to the terminal, bench/out/import_bench.json and (with matplotlib) a 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -28,13 +26,21 @@ import psycopg
 import pyarrow as pa
 import pyogrio
 import shapely
+from common import (  # bench/common.py, beside this script
+    OUT,
+    REPO,
+    alternate,
+    console,
+    database_url,
+    print_written,
+    pyplot,
+    save_figure,
+    write_json,
+)
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from rich.console import Console
 from rich.table import Table
 
-REPO = Path(__file__).resolve().parent.parent
-OUT_DIR = REPO / "bench" / "out"
 TWIN_LAYER = "bench_points_twin"
 OGR_TABLE = "bench_points_ogr"
 SOURCE_LAYER = "bench_points"
@@ -42,8 +48,6 @@ SOURCE_LAYER = "bench_points"
 AREA = (116.4, 31.7, 116.6, 31.8)
 CATEGORIES = np.array(["道路", "绿地", "水域", "建筑", "管线", "other"])
 FIRST_DATE = np.datetime64("2020-01-01")
-
-console = Console(soft_wrap=True)
 
 
 @dataclass
@@ -81,11 +85,11 @@ def points_table(n: int, seed: int) -> pa.Table:
 
 def ensure_points_file(n: int, seed: int) -> Path:
     """The benchmark GeoPackage, generated once and reused while its feature count matches."""
-    path = OUT_DIR / f"bench_points_{n}_seed{seed}.gpkg"
+    path = OUT / f"bench_points_{n}_seed{seed}.gpkg"
     if path.exists() and pyogrio.read_info(path, layer=SOURCE_LAYER)["features"] == n:
         console.print(f"input: {path.relative_to(REPO)} (cached)")
         return path
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    OUT.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     partial = path.with_name(path.stem + ".partial.gpkg")
     partial.unlink(missing_ok=True)
@@ -115,19 +119,6 @@ def twin_command() -> str:
     if not found:
         sys.exit("`twin` not found: install the project (pip install -e .) in this environment")
     return found
-
-
-def database_url(twin: str) -> str:
-    """TWIN_DATABASE_URL, else the embedded cluster's URL (`twin db url` starts it if needed)."""
-    if os.environ.get("TWIN_DATABASE_URL"):
-        return os.environ["TWIN_DATABASE_URL"]
-    done = subprocess.run(
-        [twin, "db", "url"], cwd=REPO, capture_output=True, text=True, check=False
-    )
-    lines = [line.strip() for line in done.stdout.splitlines() if line.strip()]
-    if done.returncode != 0 or not lines:
-        sys.exit(f"`twin db url` failed:\n{done.stderr or done.stdout}")
-    return lines[-1]
 
 
 def _conninfo_value(value: str) -> str:
@@ -223,8 +214,7 @@ def benchmark(twin: str, url: str, path: Path, n: int, repeat: int) -> list[Run]
     }
     runs: list[Run] = []
     for rep in range(1, repeat + 1):
-        order = list(loaders) if rep % 2 else list(reversed(loaders))
-        for tool in order:
+        for tool in alternate(list(loaders), rep - 1):
             seconds, rows = loaders[tool]()
             run = Run(rep, tool, seconds, rows)
             console.print(
@@ -264,26 +254,21 @@ def print_report(runs: list[Run], n: int) -> dict[str, float]:
 
 
 def write_results(runs: list[Run], medians: dict[str, float], n: int) -> Path:
-    path = OUT_DIR / "import_bench.json"
-    body = {
-        "features": n,
-        "runs": [asdict(run) | {"rate": run.rate} for run in runs],
-        "median_rate": medians,
-        "ratio_twin_over_ogr2ogr": medians["twin import"] / medians["ogr2ogr"],
-    }
-    path.write_text(json.dumps(body, indent=2, ensure_ascii=False))
-    return path
+    return write_json(
+        "import_bench.json",
+        {
+            "features": n,
+            "runs": [asdict(run) | {"rate": run.rate} for run in runs],
+            "median_rate": medians,
+            "ratio_twin_over_ogr2ogr": medians["twin import"] / medians["ogr2ogr"],
+        },
+    )
 
 
 def write_chart(runs: list[Run], medians: dict[str, float], n: int) -> Path | None:
     """A bar per tool (median rate) with each run as a dot; skipped without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        console.print("matplotlib is not installed: no chart (pip install matplotlib for one)")
+    plt = pyplot()
+    if plt is None:
         return None
     tools = list(medians)
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
@@ -293,11 +278,7 @@ def write_chart(runs: list[Run], medians: dict[str, float], n: int) -> Path | No
         ax.plot([i] * len(rates), rates, "o", color="black", markersize=3)
     ax.set_ylabel("features / s (median, dots = runs)")
     ax.set_title(f"GeoPackage -> PostGIS, {n:,} points")
-    fig.tight_layout()
-    path = OUT_DIR / "import_bench.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, "import_bench.png")
 
 
 # --- entry point ---------------------------------------------------------------------------------
@@ -329,10 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             drop_tables(url)
     medians = print_report(runs, args.features)
-    console.print(f"results: {write_results(runs, medians, args.features).relative_to(REPO)}")
-    chart = write_chart(runs, medians, args.features)
-    if chart:
-        console.print(f"chart: {chart.relative_to(REPO)}")
+    print_written(
+        write_results(runs, medians, args.features), write_chart(runs, medians, args.features)
+    )
     return 0
 
 

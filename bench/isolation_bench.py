@@ -48,7 +48,13 @@ from common import (  # bench/common.py, beside this script
     ServerProcess,
     console,
     ensure_city,
+    p95,
+    print_written,
+    pyplot,
+    save_figure,
+    start_scratch,
     twin_serve,
+    write_json,
 )
 from rich.console import JustifyMethod
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -102,7 +108,7 @@ class Result:
 
     @property
     def http_p95(self) -> float:
-        return float(np.percentile(self.http_ms, 95))
+        return p95(self.http_ms)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -566,10 +572,9 @@ def print_summary(results: list[Result]) -> None:
         )
 
 
-def write_json(
+def write_results(
     results: list[Result], args: argparse.Namespace, versions: dict[str, str], closable: bool
 ) -> Path:
-    path = OUT / "isolation.json"
     out = {
         "arguments": vars(args),
         "versions": versions,
@@ -587,17 +592,12 @@ def write_json(
             for r in results
         ],
     }
-    path.write_text(json.dumps(out, indent=2, ensure_ascii=False))
-    return path
+    return write_json("isolation.json", out)
 
 
 def write_chart(results: list[Result]) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.5), dpi=120)
     names = [r.network for r in results]
@@ -616,11 +616,7 @@ def write_chart(results: list[Result]) -> Path | None:
     right.set_ylabel("ms per request")
     right.set_title("POST /pipelines/isolate (HTTP)")
     right.legend(fontsize=7)
-    fig.tight_layout()
-    path = OUT / "isolation.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, "isolation.png")
 
 
 # --- entry point ---------------------------------------------------------------------------------
@@ -658,9 +654,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     closable_equal = False
     try:
-        with console.status("starting the scratch PostGIS..."):
-            url = scratch.start()
-        console.print(f"scratch PostGIS in {scratch.folder.relative_to(REPO)} (pid {scratch.pid})")
+        url = start_scratch(scratch)
         load_city(url, folder)
         with psycopg.connect(url) as conn:
             city_wn, city_layer = wntr_from_database(conn, "water")
@@ -692,11 +686,7 @@ def main(argv: list[str] | None = None) -> int:
         "numpy": np.__version__,
         "pandas": pd.__version__,
     }
-    written = write_json(results, args, versions, closable_equal)
-    console.print(f"results: {written.relative_to(REPO)}")
-    chart = write_chart(results)
-    if chart:
-        console.print(f"chart: {chart.relative_to(REPO)}")
+    print_written(write_results(results, args, versions, closable_equal), write_chart(results))
     console.print(f"total {time.perf_counter() - started:.0f} s")
     bad = [r.network for r in results if not r.partitions_equal or r.answers_wrong]
     if not closable_equal:

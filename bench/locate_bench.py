@@ -18,43 +18,32 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import geopandas as gpd
-import httpx
 import numpy as np
 import pandas as pd
 import psycopg
-from rich.console import Console
+from common import (  # bench/common.py, beside this script
+    OUT,
+    alternate,
+    console,
+    database_url,
+    ensure_city,
+    twin_serve,
+)
 from rich.table import Table
 
-REPO = Path(__file__).resolve().parent.parent
-OUT = REPO / "bench" / "out"
-TWIN = str(Path(sys.executable).with_name("twin"))
-console = Console()
 
-
-def database_url() -> str:
-    return subprocess.run(
-        [TWIN, "db", "url"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
-def ensure_city(scale: float, url: str) -> Path:
+def city_with_grid(scale: float, url: str) -> Path:
     """The sample city at this scale, with its grid in the grid tables."""
     from grid.store import import_grid_folder
-    from sample_data import generate
     from twin.settings import GridSettings
 
-    folder = OUT / f"city-scale{scale:g}"
-    if not (folder / "manifest.json").exists():
-        console.print(f"generating the sample city at scale {scale:g}...")
-        generate(folder, seed=42, scale=scale)
+    folder = ensure_city(scale, seed=42)
     with psycopg.connect(url) as conn:
         import_grid_folder(conn, folder, GridSettings())
     return folder
@@ -73,32 +62,6 @@ def ensure_points(n: int, folder: Path) -> Path:
         path, index=False
     )
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(url: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "TWIN_DATABASE_URL": url}
-    proc = subprocess.Popen(
-        [TWIN, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the server did not start")
 
 
 def run_twin(base: str, points: Path, out: Path) -> float:
@@ -155,21 +118,18 @@ def main() -> int:
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     url = database_url()
-    folder = ensure_city(args.scale, url)
+    folder = city_with_grid(args.scale, url)
     points = ensure_points(args.points, folder)
     cells = gpd.read_file(folder / "grid_unit.gpkg").shape[0]
     console.print(f"{args.points:,} points, {cells:,} unit cells (scale {args.scale:g})")
-    server, base = start_server(url)
+    server = twin_serve(url, dict(os.environ))
     times: dict[str, list[float]] = {"citytwin": [], "geopandas sjoin": []}
     try:
         for i in range(args.repeat):
-            order = (
-                ["citytwin", "geopandas sjoin"] if i % 2 == 0 else ["geopandas sjoin", "citytwin"]
-            )
-            for tool in order:
+            for tool in alternate(["citytwin", "geopandas sjoin"], i):
                 out = OUT / f"located_{tool.split()[0]}.csv"
                 t = (
-                    run_twin(base, points, out)
+                    run_twin(server.base, points, out)
                     if tool == "citytwin"
                     else run_geopandas(url, points, out)
                 )
@@ -178,8 +138,7 @@ def main() -> int:
                     f"run {i + 1} {tool:16} {t:6.2f} s  {args.points / t:12,.0f} points/s"
                 )
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        server.stop()
     same = agreement(OUT / "located_citytwin.csv", OUT / "located_geopandas.csv")
     table = Table(title=f"locate {args.points:,} points (I/O included)")
     for col in ("tool", "median s", "points/s"):

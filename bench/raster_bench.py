@@ -30,9 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -52,7 +50,18 @@ from common import (  # bench/common.py, beside this script
     console,
     ensure_city,
     free_port,
+    machine,
+    median_or_nan,
+    p95,
+    package_versions,
+    parse_zooms,
+    print_written,
+    pyplot,
+    save_figure,
+    start_scratch,
+    tile_list,
     twin_serve,
+    write_json,
 )
 from rich.table import Table
 
@@ -104,25 +113,6 @@ def register(db: ScratchDatabase, cog: Path, scene_id: str) -> None:
         f"  scene {scene_id}: registered with `twin raster add` in "
         f"{time.perf_counter() - started:.1f} s"
     )
-
-
-def tile_list(
-    bbox: list[float], zooms: list[int], per_zoom: int, seed: int
-) -> dict[int, list[tuple[int, int, int]]]:
-    """Every WebMercatorQuad tile over the scene's bbox per zoom, or a fixed-seed sample."""
-    import morecantile
-
-    tms = morecantile.tms.get(TMS)
-    rng = np.random.default_rng(seed)
-    out: dict[int, list[tuple[int, int, int]]] = {}
-    west, south, east, north = bbox
-    for z in zooms:
-        every = sorted((t.z, t.x, t.y) for t in tms.tiles(west, south, east, north, zooms=[z]))
-        if len(every) > per_zoom:
-            picked = sorted(rng.choice(len(every), size=per_zoom, replace=False))
-            every = [every[i] for i in picked]
-        out[z] = every
-    return out
 
 
 # --- the styles, asked of each server in its own words ------------------------------------------
@@ -214,11 +204,11 @@ class Run:
 
     @property
     def median_ms(self) -> float:
-        return statistics.median(self.latency_ms) if self.latency_ms else float("nan")
+        return median_or_nan(self.latency_ms)
 
     @property
     def p95_ms(self) -> float:
-        return float(np.percentile(self.latency_ms, 95)) if self.latency_ms else float("nan")
+        return p95(self.latency_ms) if self.latency_ms else float("nan")
 
     def median_by_zoom(self) -> dict[int, float]:
         by: dict[int, list[float]] = {}
@@ -582,12 +572,8 @@ def print_details(
 
 
 def write_chart(runs: list[Run], styles: list[Style], concurrencies: list[int]) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     fig, axes = plt.subplots(1, len(concurrencies), figsize=(4 * len(concurrencies), 3.5), dpi=120)
     axes = np.atleast_1d(axes)
@@ -600,27 +586,15 @@ def write_chart(runs: list[Run], styles: list[Style], concurrencies: list[int]) 
         ax.set_ylabel("tiles/s (uncached)")
         ax.set_title(f"{c} concurrent client{'s' if c > 1 else ''}")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = OUT / "raster.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, "raster.png")
 
 
 def versions() -> dict[str, str]:
-    from importlib.metadata import version
-
     import rasterio
 
-    out = {"python": sys.version.split()[0], "gdal": rasterio.__gdal_version__}
-    for dist in ("titiler.core", "rio-tiler", "rasterio", "fastapi", "starlette", "uvicorn",
-                 "httpx", "numpy", "numexpr"):  # fmt: skip
-        try:
-            out[dist] = version(dist)
-        except Exception:  # noqa: BLE001 - a missing optional package is just not listed
-            continue
-    out["machine"] = f"{platform.machine()}, {os.cpu_count()} cpu"
-    return out
+    dists = ("titiler.core", "rio-tiler", "rasterio", "fastapi", "starlette", "uvicorn", "httpx",
+             "numpy", "numexpr")  # fmt: skip
+    return {**package_versions(dists), "gdal": rasterio.__gdal_version__, "machine": machine()}
 
 
 # --- entry point --------------------------------------------------------------------------------
@@ -638,11 +612,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--grey-band", default="nir", help="band of the grayscale style (nir)")
     parser.add_argument("--keep-db", action="store_true", help="leave the scratch PostGIS up")
     args = parser.parse_args(argv)
-    if "-" in args.zooms:
-        lo, hi = (int(v) for v in args.zooms.split("-"))
-        args.zoom_list = list(range(lo, hi + 1))
-    else:
-        args.zoom_list = [int(v) for v in args.zooms.split(",")]
+    args.zoom_list = parse_zooms(args.zooms)
     args.concurrency_list = [int(v) for v in args.concurrency.split(",")]
     if min(args.per_zoom, *args.concurrency_list) < 1 or min(args.warmup, args.check) < 0:
         parser.error("--per-zoom and --concurrency must be positive")
@@ -666,9 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     servers: list[ServerProcess] = []
     report: dict[str, Any] = {"arguments": {k: v for k, v in vars(args).items()}}
     try:
-        with console.status("starting the scratch PostGIS..."):
-            url = db.start()
-        console.print(f"scratch PostGIS in {db.folder.relative_to(REPO)}")
+        url = start_scratch(db)
         register(db, cog, scene_id)
         with console.status("starting twin serve and titiler..."):
             ours_proc = twin_serve(url, db.env)
@@ -751,12 +719,9 @@ def main(argv: list[str] | None = None) -> int:
         for s in styles
         for c in args.concurrency_list
     }
-    path = OUT / "raster.json"
-    path.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
-    console.print(f"results: {path.relative_to(REPO)}")
-    chart = write_chart(runs, styles, args.concurrency_list)
-    if chart:
-        console.print(f"chart: {chart.relative_to(REPO)}")
+    print_written(
+        write_json("raster.json", report), write_chart(runs, styles, args.concurrency_list)
+    )
     console.print(f"total {time.perf_counter() - started:.0f} s")
     bad = [s for s, p in report["pixel_check"].items() if p["max_abs_diff"] > 1]
     errors = sum(len(r.errors) for r in runs)

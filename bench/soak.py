@@ -40,12 +40,18 @@ import httpx
 import numpy as np
 from common import (  # bench/common.py, beside this script
     OUT,
-    REPO,
     ScratchDatabase,
     ServerProcess,
     console,
     ensure_city,
+    load_demo_city,
+    p95,
+    print_written,
+    pyplot,
+    save_figure,
+    start_scratch,
     twin_serve,
+    write_json,
 )
 from rich.table import Table
 
@@ -228,7 +234,7 @@ def summary(results: Results) -> dict[str, Any]:
             "requests": sum(results.status[kind].values()),
             "status": {str(k): v for k, v in sorted(results.status[kind].items())},
             "latency_ms_median": round(statistics.median(ms), 2) if ms else None,
-            "latency_ms_p95": round(float(np.percentile(ms, 95)), 2) if ms else None,
+            "latency_ms_p95": round(p95(ms), 2) if ms else None,
         }
     return out
 
@@ -257,12 +263,8 @@ def print_report(kinds: dict[str, Any], memory: dict[str, Any], wall_s: float, n
 
 
 def plot(samples: list[tuple[float, int, float]], kinds: dict[str, Any], total: int) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), width_ratios=[3, 2])
     t = [s[0] for s in samples]
@@ -288,11 +290,7 @@ def plot(samples: list[tuple[float, int, float]], kinds: dict[str, Any], total: 
     right.set_ylabel("latency (ms)")
     right.set_title("latency per kind")
     right.legend()
-    fig.tight_layout()
-    path = OUT / "soak.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, "soak.png", dpi=110)
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -318,13 +316,6 @@ def discover(base: str) -> tuple[list[float], list[str], list[str]]:
     return bbox, layers, maps
 
 
-def load_city(db: ScratchDatabase, folder: Path) -> None:
-    started = time.perf_counter()
-    with console.status("loading the sample city (twin demo --no-serve)..."):
-        db.twin("demo", "--data", str(folder), "--no-serve")
-    console.print(f"  sample city loaded: {time.perf_counter() - started:.1f} s")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -332,9 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     db = ScratchDatabase(OUT / f"soak-db-scale{args.scale:g}")
     server: ServerProcess | None = None
     try:
-        with console.status("starting the scratch PostGIS..."):
-            url = db.start()
-        load_city(db, folder)
+        url = start_scratch(db)
+        load_demo_city(db, folder)
         env = {
             **db.env,
             "TWIN_TILE_CACHE": "memory",
@@ -380,12 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         "memory": {**memory, "at_start_mib": round(start_rss or 0, 1)},
         "rss_samples": [[round(t, 2), d, round(r, 1)] for t, d, r in watch.samples],
     }
-    (OUT / "soak.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    picture = plot(watch.samples, kinds, len(calls))
-    console.print(
-        f"wrote {(OUT / 'soak.json').relative_to(REPO)}"
-        + (f" and {picture.relative_to(REPO)}" if picture else "")
-    )
+    print_written(write_json("soak.json", report), plot(watch.samples, kinds, len(calls)))
     if fivexx or unanswered:
         console.print(f"[red]{fivexx} answers 5xx, {unanswered} unanswered[/red]")
         for line in results.failures[:10]:

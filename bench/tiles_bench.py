@@ -44,7 +44,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -59,13 +58,25 @@ import numpy as np
 import psycopg
 from common import (  # bench/common.py, beside this script
     OUT,
-    REPO,
     ScratchDatabase,
     ServerProcess,
+    Tile,
     console,
     ensure_city,
     free_port,
+    load_demo_city,
+    machine,
+    median_or_nan,
+    p95,
+    package_versions,
+    parse_zooms,
+    print_written,
+    pyplot,
+    save_figure,
+    start_scratch,
+    tile_list,
     twin_serve,
+    write_json,
 )
 from rich.table import Table
 
@@ -75,7 +86,6 @@ HEADERS = {"Accept-Encoding": "gzip"}  # as browsers ask; --accept-encoding iden
 TARGET_UNCACHED = 2.0  # citytwin uncached / tipg
 TARGET_CACHED = 20.0  # citytwin cached / tipg (uncached)
 EDGE = 2.0  # tile units: a feature this close to the tile's edge may fall either way
-Tile = tuple[int, int, int]
 OURS_OFF, OURS_ON, PEER = "citytwin uncached", "citytwin cached", "tipg"
 PEERS = (OURS_OFF, OURS_ON, PEER)
 
@@ -147,16 +157,6 @@ class Part:
 
 
 # --- the database, the tiles and the servers ------------------------------------------------------
-def load_city(db: ScratchDatabase, folder: Path) -> None:
-    """The sample city as `twin demo` loads it; what is loaded already stays."""
-    started = time.perf_counter()
-    with console.status("loading the sample city (twin demo --no-serve)..."):
-        db.twin("demo", "--data", str(folder), "--no-serve")
-    console.print(
-        f"  sample city loaded (twin demo --no-serve): {time.perf_counter() - started:.1f} s"
-    )
-
-
 def published(url: str) -> dict[str, dict[str, Any]]:
     with psycopg.connect(url) as conn:
         rows = conn.execute(
@@ -167,21 +167,6 @@ def published(url: str) -> dict[str, dict[str, Any]]:
         r[0]: {"schema": r[1], "table": r[2], "type": r[3], "count": r[4], "bbox": r[5]}
         for r in rows
     }
-
-
-def tile_list(bbox: list[float], zooms: list[int], per_zoom: int, seed: int) -> dict[int, list]:
-    """Every tile over the bbox per zoom, or a fixed-seed sample of `per_zoom` of them."""
-    import morecantile
-
-    tms = morecantile.tms.get(TMS)
-    rng = np.random.default_rng(seed)
-    out: dict[int, list[Tile]] = {}
-    for z in zooms:
-        every = sorted((t.z, t.x, t.y) for t in tms.tiles(*bbox, zooms=[z]))
-        if len(every) > per_zoom:
-            every = [every[i] for i in sorted(rng.choice(len(every), per_zoom, replace=False))]
-        out[z] = every
-    return out
 
 
 def tipg_env(url: str, base_env: dict[str, str], tables: list[str]) -> dict[str, str]:
@@ -306,7 +291,7 @@ class Pass:
 
     @property
     def median_ms(self) -> float:
-        return statistics.median(self.latency_ms) if self.latency_ms else float("nan")
+        return median_or_nan(self.latency_ms)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -321,9 +306,7 @@ class Pass:
             "server_cpu_s": round(self.server_cpu_s, 3),
             "bytes": self.bytes,
             "latency_ms_median": round(self.median_ms, 3),
-            "latency_ms_p95": round(float(np.percentile(self.latency_ms, 95)), 3)
-            if self.latency_ms
-            else None,
+            "latency_ms_p95": round(p95(self.latency_ms), 3) if self.latency_ms else None,
             "status": {str(k): v for k, v in sorted(self.status.items())},
             "x_tile_cache": self.cache,
             "errors": self.errors[:20],
@@ -971,12 +954,8 @@ def _share(s: dict[str, float], who: str) -> str:
 
 
 def write_chart(passes: list[Pass], parts: list[Part], where: dict[str, Any] | None) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     fig, axes = plt.subplots(1, 2 if where else 1, figsize=(11 if where else 6, 4), dpi=120)
     axes = np.atleast_1d(axes)
@@ -1007,27 +986,17 @@ def write_chart(passes: list[Pass], parts: list[Part], where: dict[str, Any] | N
         ax.set_ylabel("ms per tile (median, 1 client)")
         ax.set_title("where the time goes (layer)")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = OUT / "tiles.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, "tiles.png")
 
 
 def versions(url: str) -> dict[str, str]:
-    from importlib.metadata import version
-
-    out = {"python": sys.version.split()[0]}
-    for dist in ("tipg", "fastapi", "starlette", "uvicorn", "psycopg", "asyncpg", "httpx",
-                 "mapbox-vector-tile"):  # fmt: skip
-        try:
-            out[dist] = version(dist)
-        except Exception:  # noqa: BLE001 - a missing optional package is just not listed
-            continue
+    dists = ("tipg", "fastapi", "starlette", "uvicorn", "psycopg", "asyncpg", "httpx",
+             "mapbox-vector-tile")  # fmt: skip
+    out = package_versions(dists)
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT current_setting('server_version'), postgis_lib_version()")
         out["postgresql"], out["postgis"] = (str(v) for v in row.fetchone() or ("?", "?"))
-    out["machine"] = f"{platform.machine()}, {os.cpu_count()} cpu"
+    out["machine"] = machine()
     return out
 
 
@@ -1071,11 +1040,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--keep-db", action="store_true", help="leave the scratch PostGIS up")
     args = parser.parse_args(argv)
-    if "-" in args.zooms:
-        lo, hi = (int(v) for v in args.zooms.split("-"))
-        args.zoom_list = list(range(lo, hi + 1))
-    else:
-        args.zoom_list = [int(v) for v in args.zooms.split(",")]
+    args.zoom_list = parse_zooms(args.zooms)
     if min(args.per_zoom, args.concurrency, args.rounds, args.reps) < 1:
         parser.error("--per-zoom, --concurrency, --rounds and --reps must be positive")
     return args
@@ -1150,10 +1115,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - the run, step by
     passes: list[Pass] = []
     where: dict[str, Any] | None = None
     try:
-        with console.status("starting the scratch PostGIS..."):
-            url = db.start()
-        console.print(f"scratch PostGIS in {db.folder.relative_to(REPO)}")
-        load_city(db, folder)
+        url = start_scratch(db)
+        load_demo_city(db, folder)
         layers = published(url)
         single = layer_part(args.layer, layers)
         tables = [f"{v['schema']}.{v['table']}" for v in layers.values()]
@@ -1239,13 +1202,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - the run, step by
     for item in report["medians"].values():
         for summary in item.values():
             summary.pop("errors", None)
-    path = OUT / "tiles.json"
-    path.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
-    console.print(f"results: {path.relative_to(REPO)}")
-    chart = write_chart(passes, parts, where)
-    console.print(
-        f"chart: {chart.relative_to(REPO)}" if chart else "matplotlib is not installed: no chart"
-    )
+    print_written(write_json("tiles.json", report), write_chart(passes, parts, where))
     console.print(f"total {time.perf_counter() - started:.0f} s")
     bad = [
         label

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
-VIEWER = Path(__file__).resolve().parents[1] / "api" / "static" / "viewer"
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+VIEWER = REPO / "api" / "static" / "viewer"
 
 
 def test_browsers_get_the_viewer_at_the_root(client):
@@ -54,3 +59,12 @@ def test_api_docs_page_loads_swagger_from_this_server(client):
     assert "/viewer/vendor/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
     assert client.get("/viewer/vendor/swagger-ui-bundle.js").status_code == 200
     assert client.get("/viewer/vendor/swagger-ui.css").status_code == 200
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="make test installs node and npm")
+def test_viewer_javascript_passes_eslint():
+    """`npm run lint`: the pinned ESLint on the viewer's modules and the end-to-end driver."""
+    done = subprocess.run(
+        ["npm", "run", "--silent", "lint"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

@@ -225,7 +225,7 @@ export class LiveAlarms {
   async focus(row) {
     this.pulse(row.id);
     this.drawRings();
-    let feature = null;
+    let feature;
     try {
       const query = `sensor_id=${encodeURIComponent(row.sensor)}&limit=1`;
       const body = await getJSON(`collections/sensors/items?${query}`, 'application/geo+json');

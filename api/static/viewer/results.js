@@ -79,7 +79,7 @@ export function renderObject(object, depth = 0, skip = new Set()) {
   const notes = entries.filter(([k, v]) => NOTE_KEYS.has(k) && typeof v === 'string');
   const simple = entries.filter(([k, v]) => !NOTE_KEYS.has(k)
     && (isScalar(v) || (Array.isArray(v) && v.every(isScalar))));
-  const nested = entries.filter(([k, v]) => !NOTE_KEYS.has(k) && !simple.some(([s]) => s === k));
+  const nested = entries.filter(([k]) => !NOTE_KEYS.has(k) && !simple.some(([s]) => s === k));
   if (simple.length) box.append(keyValueTable(simple));
   for (const [key, value] of nested) {
     const body = isRecordList(value) ? recordTable(value)

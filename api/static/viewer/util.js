@@ -48,6 +48,8 @@ async function request(url, options) {
   }
 }
 
+export const GEOJSON = 'application/geo+json';
+
 export function getJSON(path, accept = 'application/json') {
   return request(apiURL(path), { headers: { Accept: accept } });
 }
