@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from cases.rules import Rule, save_rules
-from twin.cli import app as cli
+from cli import app as cli
 from twin.crs import epsg_xy
 
 CITY_MGMT = "34150202"  # 金安区城市管理局

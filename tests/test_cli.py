@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from twin.cli import app
+from cli import app
 
 runner = CliRunner()
 

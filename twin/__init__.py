@@ -1,1 +1,1 @@
-"""citytwin core: settings, database, embedded PostGIS, migrations, CRS helpers, errors, CLI."""
+"""citytwin core: settings, database, embedded PostGIS, migrations, CRS helpers, errors."""

@@ -6,18 +6,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from twin import db, migrate
-from twin.errors import TwinError
-from twin.settings import Settings
-
-console = Console(stderr=True)
+from cli.common import connection, console, settings
+from query.plan import run_sync
+from reports import check_format, check_level, file_name
+from reports.data import collect
+from reports.render import render
 
 
 def report(
+    ctx: typer.Context,
     level: Annotated[str, typer.Argument(help="grid (unit grid), community, street or district")],
     code: Annotated[str, typer.Argument(help="The area's code, e.g. 341502001001")],
     format: Annotated[str, typer.Option("--format", "-f", help="html, pdf, csv or xlsx")] = "html",
@@ -26,31 +26,20 @@ def report(
     ] = None,
 ) -> None:
     """Write the report of a management area: summary, map and tables."""
-    from query.plan import run_sync
-    from reports import check_format, check_level, file_name
-    from reports.data import collect
-    from reports.render import render
+    grid_level, fmt = check_level(level), check_format(format)
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    ) as progress:
+        task = progress.add_task("connecting...", total=None)
 
-    settings = Settings()
-    try:
-        grid_level, fmt = check_level(level), check_format(format)
-        with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
-        ) as progress:
-            task = progress.add_task("connecting...", total=None)
+        def step(label: str) -> None:
+            progress.update(task, description=label + "...")
 
-            def step(label: str) -> None:
-                progress.update(task, description=label + "...")
-
-            with db.connect(db.database_url(settings.db, start=True)) as conn:
-                migrate.migrate(conn)  # a new database gets its schema, not a traceback
-                conn.commit()
-                data = run_sync(conn, collect(grid_level, code, settings.query), step)
-            step(f"writing {fmt}")
-            body = render(data, fmt)
-    except TwinError as exc:
-        console.print(f"[bold red]error:[/] {exc.message}")
-        raise typer.Exit(2) from None
+        # a new database gets its schema, not a traceback
+        with connection(ctx, migrated=True) as conn:
+            data = run_sync(conn, collect(grid_level, code, settings(ctx).query), step)
+        step(f"writing {fmt}")
+        body = render(data, fmt)
     path = out or Path(file_name(grid_level, data.cell["code"], fmt))
     path.write_bytes(body)
     _print_summary(data.summary, data.cell, path)

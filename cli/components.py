@@ -3,43 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from twin import db
-from twin.errors import TwinError
-from twin.settings import Settings
-
-if TYPE_CHECKING:
-    from components.importer import ComponentImport
+from cli.common import connection, console, fetch_rows, rows_table, settings
+from components.importer import ComponentImport, ComponentsRejected, import_components
 
 components_app = typer.Typer(help="City management components: import survey files, classes")
-console = Console(stderr=True)
 # In the current folder, like the reports of `twin import` (LAYER.import-report.csv).
 REPORT = "components.import-report.csv"
 
 
-def _fail(exc: TwinError) -> None:
-    console.print(f"[bold red]error:[/] {exc.message}")
-    raise typer.Exit(2)
-
-
 def _rows(title: str, label: str, rows: list, limit: int = 30) -> None:
-    table = Table(title=title, title_justify="left")
-    table.add_column(label, justify="right")
-    table.add_column("reason")
-    for b in rows[:limit]:
-        table.add_row(str(b.row), b.reason)
-    console.print(table)
-    if len(rows) > limit:
-        console.print(f"... and {len(rows) - limit:,} more")
+    found = [(b.row, b.reason) for b in rows]
+    rows_table(title, (label, "reason"), found, right={label}, limit=limit, to=console)
 
 
 @components_app.command("import")
 def components_import(
+    ctx: typer.Context,
     file: Annotated[
         Path, typer.Argument(help="Points with ObjID/ObjName/DeptCode1.. or our names")
     ],
@@ -58,30 +41,24 @@ def components_import(
     ] = None,
 ) -> None:
     """Load components from a survey file; codes are checked, or generated when absent."""
-    from components.importer import ComponentsRejected, import_components
-
-    settings = Settings()
     report_path = report or Path(REPORT)
     try:
-        with db.connect(db.database_url(settings.db)) as conn:
-            with console.status("importing components..."):
-                result = import_components(
-                    conn,
-                    file,
-                    settings.components,
-                    crs=crs,
-                    skip_invalid=skip_invalid,
-                    allow_outside=allow_outside,
-                    mode="replace" if replace else "append",
-                    report_path=report_path,
-                )
+        with connection(ctx) as conn, console.status("importing components..."):
+            result = import_components(
+                conn,
+                file,
+                settings(ctx).components,
+                crs=crs,
+                skip_invalid=skip_invalid,
+                allow_outside=allow_outside,
+                mode="replace" if replace else "append",
+                report_path=report_path,
+            )
     except ComponentsRejected as exc:
         _rows(f"bad rows in {file.name}", exc.report.row_label, exc.report.bad_rows)
         _grid_warnings(exc.report, loaded=False)
         _report_path(exc.report)
-        _fail(exc)
-    except TwinError as exc:
-        _fail(exc)
+        raise
     if result.bad_rows:
         _rows(f"skipped rows of {file.name}", result.row_label, result.bad_rows)
     if result.warnings:
@@ -105,17 +82,19 @@ def _grid_warnings(result: ComponentImport, loaded: bool, limit: int = 10) -> No
         f"[yellow]warning:[/] {n:,} of {result.total:,} rows are outside every unit grid "
         f"({what}; distances from {result.measured_from})"
     )
-    table = Table(title_justify="left")
-    for col in (result.row_label, "code", "lon", "lat", "km"):
-        table.add_column(col, justify="left" if col == "code" else "right")
-    for o in result.outside[:limit]:
-        code = o.code or "(generated)"
-        table.add_row(
-            str(o.row), code, f"{o.lon:.6f}", f"{o.lat:.6f}", f"{o.distance_m / 1000:,.2f}"
+    rows = [
+        (
+            o.row,
+            o.code or "(generated)",
+            f"{o.lon:.6f}",
+            f"{o.lat:.6f}",
+            f"{o.distance_m / 1000:,.2f}",
         )
-    console.print(table)
-    if n > limit:
-        console.print(f"... and {n - limit:,} more in the report")
+        for o in result.outside
+    ]
+    columns = (result.row_label, "code", "lon", "lat", "km")
+    right = set(columns) - {"code"}
+    rows_table(None, columns, rows, right=right, limit=limit, more=" in the report", to=console)
 
 
 def _report_path(result: ComponentImport) -> None:
@@ -124,20 +103,12 @@ def _report_path(result: ComponentImport) -> None:
 
 
 @components_app.command("classes")
-def components_classes() -> None:
+def components_classes(ctx: typer.Context) -> None:
     """List the component classes (the standard's and local extensions)."""
-    settings = Settings()
-    try:
-        with db.connect(db.database_url(settings.db)) as conn:
-            rows = conn.execute(
-                "SELECT class_code, name_zh, name_en, major_name_zh, local "
-                "FROM twin.component_classes ORDER BY class_code"
-            ).fetchall()
-    except TwinError as exc:
-        _fail(exc)
-    table = Table(title="component classes (GB/T 30428.2)", title_justify="left")
-    for col in ("code", "名称", "name", "major", "local"):
-        table.add_column(col)
-    for code, zh, en, major, local in rows:
-        table.add_row(code, zh, en, major, "yes" if local else "")
-    Console().print(table)
+    rows = fetch_rows(
+        ctx,
+        "SELECT class_code, name_zh, name_en, major_name_zh, local "
+        "FROM twin.component_classes ORDER BY class_code",
+    )
+    rows = [(*row[:4], "yes" if row[4] else "") for row in rows]
+    rows_table("component classes (GB/T 30428.2)", ("code", "名称", "name", "major", "local"), rows)

@@ -3,28 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
 import psycopg
 import typer
-from rich.console import Console
 
+from cli.common import console, database_url, settings
+from sensors import ingest, registry
+from sensors.mqtt import MqttConsumer, broker
+from sensors.partitions import Partitions, maintain
 from twin import db
-from twin.errors import TwinError
-from twin.settings import Settings
 
 sensors_app = typer.Typer(help="Sensors and readings of the live twin")
-console = Console(stderr=True)
 
 
-def _fail(exc: TwinError) -> None:
-    console.print(f"[bold red]error:[/] {exc.message}")
-    raise typer.Exit(2)
-
-
-# Connections here are in autocommit, as the server's pool: ingest and registration run their
-# own transactions, and a burst proposal reads the network in a snapshot transaction of its own.
+@asynccontextmanager
+async def _connection(url: str) -> AsyncIterator[psycopg.AsyncConnection]:
+    """In autocommit, as the server's pool: ingest and registration run their own transactions,
+    and a burst proposal reads the network in a snapshot transaction of its own."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        yield conn
 
 
 def _media(path: Path) -> str:
@@ -33,53 +35,40 @@ def _media(path: Path) -> str:
 
 @sensors_app.command("import")
 def sensors_import(
+    ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="GeoJSON points, a JSON list or CSV (lon, lat)")],
 ) -> None:
     """Register sensors, or update those already registered under the same sensor_id."""
-    from sensors import registry
-
-    settings = Settings()
+    url = database_url(ctx)
 
     async def run() -> dict[str, int]:
-        url = db.database_url(settings.db)
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        async with _connection(url) as conn:
             sensors = registry.parse_sensors(file.read_bytes(), _media(file))
             counts = await registry.register(conn, sensors)
             await conn.commit()
             return counts
 
-    try:
-        counts = asyncio.run(run())
-    except TwinError as exc:
-        _fail(exc)
+    counts = asyncio.run(run())
     console.print(f"sensors: {counts['created']} registered, {counts['updated']} updated")
 
 
 @sensors_app.command("ingest")
 def sensors_ingest(
+    ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="Readings: CSV sensor,time,value or JSON lines")],
     skip_invalid: Annotated[bool, typer.Option(help="Store the good rows, list the bad")] = False,
 ) -> None:
     """Load readings from a file, with the same checks and alarm rules as the API."""
-    from sensors import ingest
-    from sensors.partitions import Partitions
-
-    settings = Settings()
+    url, config = database_url(ctx), settings(ctx).sensors
 
     async def run() -> ingest.IngestReport:
-        url = db.database_url(settings.db)
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        async with _connection(url) as conn:
             fmt: ingest.Format = "csv" if file.suffix.lower() == ".csv" else "jsonl"
             batch = ingest.parse(file.read_bytes(), fmt)
-            return await ingest.ingest(
-                conn, batch, settings.sensors, Partitions(), skip_invalid=skip_invalid
-            )
+            return await ingest.ingest(conn, batch, config, Partitions(), skip_invalid=skip_invalid)
 
-    try:
-        with console.status(f"ingesting {file.name}..."):
-            report = asyncio.run(run())
-    except TwinError as exc:
-        _fail(exc)
+    with console.status(f"ingesting {file.name}..."):
+        report = asyncio.run(run())
     for p in report.problems[:20]:
         console.print(f"  row {p.row}" + (f" ({p.sensor})" if p.sensor else "") + f": {p.reason}")
     if len(report.problems) > 20:
@@ -94,16 +83,12 @@ def sensors_ingest(
 
 
 @sensors_app.command("maintain")
-def sensors_maintain() -> None:
+def sensors_maintain(ctx: typer.Context) -> None:
     """Make the coming days' reading partitions and drop those past the retention."""
-    from sensors.partitions import Partitions, maintain
-
-    settings = Settings()
-    cfg = settings.sensors
+    url, cfg = database_url(ctx), settings(ctx).sensors
 
     async def run() -> dict[str, int]:
-        url = db.database_url(settings.db)
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        async with _connection(url) as conn:
             out = await maintain(
                 conn,
                 Partitions(),
@@ -113,10 +98,7 @@ def sensors_maintain() -> None:
             await conn.commit()
             return out
 
-    try:
-        out = asyncio.run(run())
-    except TwinError as exc:
-        _fail(exc)
+    out = asyncio.run(run())
     console.print(
         f"reading partitions: {out['made']} made, {out['dropped']} dropped "
         f"(retention {cfg.readings_retention_days} days)"
@@ -125,6 +107,7 @@ def sensors_maintain() -> None:
 
 @sensors_app.command("mqtt")
 def sensors_mqtt(
+    ctx: typer.Context,
     url: Annotated[
         str | None, typer.Option(help="Broker: mqtt://host:1883 or mqtts://user:pass@host:8883")
     ] = None,
@@ -135,28 +118,15 @@ def sensors_mqtt(
     every: Annotated[float, typer.Option(help="Seconds between two counter lines")] = 5.0,
 ) -> None:
     """Take readings from an MQTT broker until Ctrl-C, with the API's checks and alarm rules."""
-    import logging
-    import signal
-
-    from rich.logging import RichHandler
-
-    from sensors.mqtt import MqttConsumer, broker
-    from sensors.partitions import Partitions
-
-    logging.basicConfig(level=logging.WARNING, handlers=[RichHandler(console=console)])
-    settings = Settings()
-    cfg = settings.sensors
+    config = settings(ctx)
+    cfg = config.sensors
     url = url or cfg.mqtt_url or "mqtt://127.0.0.1:1883"
-    try:
-        broker(url)  # a wrong URL is said before the database is started
-    except TwinError as exc:
-        _fail(exc)
+    broker(url)  # a wrong URL is said before the database is started
     consumer: MqttConsumer | None = None
 
     async def run() -> None:
         nonlocal consumer
-        dburl = db.database_url(settings.db)
-        pool = db.make_pool(dburl, settings.db, settings.limits)
+        pool = db.make_pool(database_url(ctx), config.db, config.limits)
         consumer = MqttConsumer(cfg, pool, Partitions(), url=url, topic=topic, client_id=client_id)
         main = asyncio.current_task()
         assert main is not None
@@ -186,8 +156,6 @@ def sensors_mqtt(
         asyncio.run(run())
     except KeyboardInterrupt:
         pass
-    except TwinError as exc:
-        _fail(exc)
     if consumer is not None:
         status = consumer.status()
         console.print("stopped: " + _mqtt_line(status))

@@ -5,23 +5,32 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from typer.models import ArgumentInfo
 
+from cli.common import connection, console, fetch_rows, rows_table
+from pipelines.importers.epanet import parse_affine, read_inp, read_valve_layer
+from pipelines.importers.lines import read_lines
+from pipelines.importers.native import read_native
+from pipelines.importers.survey import read_survey
 from pipelines.model import Finding, NetworkData
-from twin import db
+from pipelines.store import (
+    NetworkRejected,
+    check_network_name,
+    drop_network,
+    network_name_from,
+    publish,
+    save_network,
+)
+from pipelines.topology import store_findings, summary
 from twin.errors import InvalidParameter, TwinError
-from twin.settings import Settings
 
 pipelines_app = typer.Typer(
     help="Pipe networks: import (survey tables, GIS lines, EPANET), check, list, drop"
 )
-console = Console(stderr=True)
-
 Name = Annotated[str, typer.Argument(help="Network name, e.g. water, sewer, gas")]
 NameOption = Annotated[
     str | None,
@@ -33,16 +42,14 @@ Utility = Annotated[str | None, typer.Option(help="CJJ 61 class where the data h
 Subclass = Annotated[str | None, typer.Option(help="CJJ 61 sub-class, e.g. JP, YS, WS, TR")]
 
 
-def _fail(exc: TwinError) -> NoReturn:
-    console.print(f"[bold red]error:[/] {escape(exc.message)}")
-    raise typer.Exit(2)
+def _files(metavar: str, help: str) -> ArgumentInfo:
+    """The `[NAME] FILE...` arguments of an import command, shown as ``metavar``."""
+    return typer.Argument(metavar=metavar, help=help, show_default=False)
 
 
 def _given_name(name: str) -> str:
     """A name that is valid but for its capitals is lowercased, and the user told so; any other
     invalid name is refused with the valid one proposed."""
-    from pipelines.store import check_network_name
-
     lower = name.lower()
     if lower != name:
         try:
@@ -54,17 +61,12 @@ def _given_name(name: str) -> str:
                 escape(f"network name {lower!r} used for {name!r}: network names are lowercase")
             )
             return lower
-    try:
-        return check_network_name(name)
-    except TwinError as exc:
-        _fail(exc)
+    return check_network_name(name)
 
 
 def _name_from_files(paths: list[Path]) -> str | None:
     """The words the file names start with in common (water_pipes.gpkg and water_nodes.gpkg
     give water), else the first file's name, made valid."""
-    from pipelines.store import network_name_from
-
     words = [re.split(r"[\s_.\-]+", p.stem.lower()) for p in paths]
     common = []
     for group in zip(*words, strict=False):
@@ -82,19 +84,15 @@ def _name_and_files(
     usage = f"twin pipelines {command} [NAME] {' '.join(roles)}"
     if len(given) == len(roles) + 1:
         if name is not None:
-            _fail(
-                InvalidParameter(
-                    f"the network name is given twice ({given[0]!r} and --name {name!r}): "
-                    f"keep one ({usage})"
-                )
+            raise InvalidParameter(
+                f"the network name is given twice ({given[0]!r} and --name {name!r}): "
+                f"keep one ({usage})"
             )
         name, given = given[0], given[1:]
     elif len(given) != len(roles):
-        _fail(
-            InvalidParameter(
-                f"{command} takes {len(roles)} file(s) ({', '.join(roles)}) after an optional "
-                f"network name, not {len(given)} argument(s): {usage}"
-            )
+        raise InvalidParameter(
+            f"{command} takes {len(roles)} file(s) ({', '.join(roles)}) after an optional "
+            f"network name, not {len(given)} argument(s): {usage}"
         )
     paths = [Path(g) for g in given]
     if name is not None:
@@ -103,12 +101,10 @@ def _name_and_files(
     s = "s" if len(paths) > 1 else ""
     files = ", ".join(p.name for p in paths)
     if derived is None:
-        _fail(
-            InvalidParameter(
-                f"no network name can be made from the file name{s} {files} (no letters a-z "
-                f"or digits in it): give one, e.g. twin pipelines {command} water "
-                f"{' '.join(given)}, or --name water"
-            )
+        raise InvalidParameter(
+            f"no network name can be made from the file name{s} {files} (no letters a-z "
+            f"or digits in it): give one, e.g. twin pipelines {command} water "
+            f"{' '.join(given)}, or --name water"
         )
     console.print(
         escape(
@@ -120,48 +116,36 @@ def _name_and_files(
 
 
 def _findings(title: str, findings: list[Finding], limit: int = 30) -> None:
-    table = Table(title=title, title_justify="left")
-    for col in ("severity", "where", "ref", "what"):
-        table.add_column(col)
-    for f in findings[:limit]:
+    rows = []
+    for f in findings:
         where = f"{f.table or ''} row {f.row}" if f.row else (f.table or "")
         colour = "red" if f.severity == "error" else "yellow"
-        table.add_row(f"[{colour}]{f.severity}[/]", where, f.ref or "", f.message)
-    console.print(table)
-    if len(findings) > limit:
-        console.print(f"... and {len(findings) - limit:,} more (all in the report CSV)")
+        rows.append((f"[{colour}]{f.severity}[/]", where, f.ref, f.message))
+    columns = ("severity", "where", "ref", "what")
+    more = " (all in the report CSV)"
+    rows_table(title, columns, rows, limit=limit, more=more, to=console)
 
 
 def _save(
-    name: str, read: Callable[[], NetworkData], skip_invalid: bool, title: str | None
+    ctx: typer.Context,
+    name: str,
+    read: Callable[[], NetworkData],
+    skip_invalid: bool,
+    title: str | None,
 ) -> None:
-    from pipelines.store import NetworkRejected, save_network
-    from pipelines.topology import summary
-
-    settings = Settings()
     try:
         with console.status("reading..."):
             data = read()
-        with db.connect(db.database_url(settings.db)) as conn:
-            with console.status(f"writing network {name}..."):
-                result = save_network(
-                    conn,
-                    name,
-                    data,
-                    title=title,
-                    skip_invalid=skip_invalid,
-                    report_dir=Path.cwd(),
-                )
+        with connection(ctx) as conn, console.status(f"writing network {name}..."):
+            result = save_network(
+                conn, name, data, title=title, skip_invalid=skip_invalid, report_dir=Path.cwd()
+            )
             conn.commit()
     except NetworkRejected as exc:
         _findings(f"problems in {exc.result.source}", exc.result.findings)
         if exc.result.report_path:
             console.print(f"report: {exc.result.report_path}")
-        _fail(exc)
-        return
-    except TwinError as exc:
-        _fail(exc)
-        return
+        raise
     if result.findings:
         _findings(f"notes on {result.source}", result.findings)
     if result.report_path:
@@ -181,13 +165,13 @@ def _save(
 
 @pipelines_app.command("import")
 def import_native(
+    ctx: typer.Context,
     args: Annotated[
         list[str],
-        typer.Argument(
-            metavar="[NAME] PIPES NODES",
-            help="Network name (default: from the file names), lines with pipe_id, from_node, "
+        _files(
+            "[NAME] PIPES NODES",
+            "Network name (default: from the file names), lines with pipe_id, from_node, "
             "to_node, and points with node_id, kind",
-            show_default=False,
         ),
     ],
     name: NameOption = None,
@@ -196,21 +180,19 @@ def import_native(
     title: Title = None,
 ) -> None:
     """Load a network whose pipes name their end nodes (our export, most utility GIS)."""
-    from pipelines.importers.native import read_native
-
     network, (pipes, nodes) = _name_and_files("import", args, ("PIPES", "NODES"), name)
-    _save(network, lambda: read_native(pipes, nodes, utility=utility), skip_invalid, title)
+    _save(ctx, network, lambda: read_native(pipes, nodes, utility=utility), skip_invalid, title)
 
 
 @pipelines_app.command("import-survey")
 def import_survey(
+    ctx: typer.Context,
     args: Annotated[
         list[str],
-        typer.Argument(
-            metavar="[NAME] POINTS LINES",
-            help="Network name (default: from the file names), survey points (物探点号, X, Y, "
+        _files(
+            "[NAME] POINTS LINES",
+            "Network name (default: from the file names), survey points (物探点号, X, Y, "
             "特征/附属物...) and survey lines (起点点号, 终点点号, 管径...)",
-            show_default=False,
         ),
     ],
     crs: Annotated[str, typer.Option(help="CRS of X/Y, e.g. EPSG:4548 (X = northing)")],
@@ -221,10 +203,9 @@ def import_survey(
     title: Title = None,
 ) -> None:
     """Load survey tables (points and lines joined by point numbers), with the survey checks."""
-    from pipelines.importers.survey import read_survey
-
     network, (points, lines) = _name_and_files("import-survey", args, ("POINTS", "LINES"), name)
     _save(
+        ctx,
         network,
         lambda: read_survey(points, lines, crs=crs, utility=utility, subclass=subclass),
         skip_invalid,
@@ -234,13 +215,13 @@ def import_survey(
 
 @pipelines_app.command("import-lines")
 def import_lines(
+    ctx: typer.Context,
     args: Annotated[
         list[str],
-        typer.Argument(
-            metavar="[NAME] FILE",
-            help="Network name (default: from the file name) and a line file (GeoPackage, "
+        _files(
+            "[NAME] FILE",
+            "Network name (default: from the file name) and a line file (GeoPackage, "
             "Shapefile, ...)",
-            show_default=False,
         ),
     ],
     name: NameOption = None,
@@ -253,10 +234,9 @@ def import_lines(
     title: Title = None,
 ) -> None:
     """Load plain GIS lines; the topology is built by snapping end points."""
-    from pipelines.importers.lines import read_lines
-
     network, (file,) = _name_and_files("import-lines", args, ("FILE",), name)
     _save(
+        ctx,
         network,
         lambda: read_lines(
             file, tolerance_m=tolerance, utility=utility, subclass=subclass, crs=crs, nodes=nodes
@@ -268,13 +248,13 @@ def import_lines(
 
 @pipelines_app.command("import-inp")
 def import_inp(
+    ctx: typer.Context,
     args: Annotated[
         list[str],
-        typer.Argument(
-            metavar="[NAME] FILE",
-            help="Network name (default: from the file name, Net6.inp gives net6) and an "
+        _files(
+            "[NAME] FILE",
+            "Network name (default: from the file name, Net6.inp gives net6) and an "
             "EPANET .inp file",
-            show_default=False,
         ),
     ],
     name: NameOption = None,
@@ -293,8 +273,6 @@ def import_inp(
     title: Title = None,
 ) -> None:
     """Load an EPANET model, placed on the map with a CRS or an affine transform."""
-    from pipelines.importers.epanet import parse_affine, read_inp, read_valve_layer
-
     network, (file,) = _name_and_files("import-inp", args, ("FILE",), name)
 
     def read() -> NetworkData:
@@ -307,54 +285,48 @@ def import_inp(
             isolation_valves=read_valve_layer(valves) if valves else None,
         )
 
-    _save(network, read, skip_invalid, title)
+    _save(ctx, network, read, skip_invalid, title)
 
 
 @pipelines_app.command("list")
-def list_networks() -> None:
+def list_networks(ctx: typer.Context) -> None:
     """The networks, with their sizes."""
-    settings = Settings()
-    try:
-        with db.connect(db.database_url(settings.db)) as conn:
-            rows = conn.execute(
-                """
-                SELECT n.name, n.title, n.utility, n.gravity,
-                  (SELECT count(*) FROM twin.pipe_segments s
-                   WHERE s.network = n.name AND s.deleted_at IS NULL),
-                  (SELECT count(*) FROM twin.pipe_nodes d
-                   WHERE d.network = n.name AND d.deleted_at IS NULL),
-                  (SELECT count(*) FROM twin.pipe_findings f WHERE f.network = n.name)
-                FROM twin.pipe_networks n ORDER BY n.name
-                """
-            ).fetchall()
-    except TwinError as exc:
-        _fail(exc)
-        return
-    table = Table(title="pipe networks", title_justify="left")
-    for col in ("name", "title", "class", "kind", "pipes", "nodes", "findings"):
-        table.add_column(col)
-    for name, title, util, gravity, segs, nodes, found in rows:
-        kind = "gravity" if gravity else "pressure"
-        table.add_row(name, title, util, kind, f"{segs:,}", f"{nodes:,}", f"{found:,}")
-    Console().print(table)
+    rows = fetch_rows(
+        ctx,
+        """
+        SELECT n.name, n.title, n.utility, n.gravity,
+          (SELECT count(*) FROM twin.pipe_segments s
+           WHERE s.network = n.name AND s.deleted_at IS NULL),
+          (SELECT count(*) FROM twin.pipe_nodes d
+           WHERE d.network = n.name AND d.deleted_at IS NULL),
+          (SELECT count(*) FROM twin.pipe_findings f WHERE f.network = n.name)
+        FROM twin.pipe_networks n ORDER BY n.name
+        """,
+    )
+    rows = [
+        (
+            name,
+            title,
+            util,
+            "gravity" if gravity else "pressure",
+            f"{segs:,}",
+            f"{nodes:,}",
+            f"{found:,}",
+        )
+        for name, title, util, gravity, segs, nodes, found in rows
+    ]
+    columns = ("name", "title", "class", "kind", "pipes", "nodes", "findings")
+    rows_table("pipe networks", columns, rows)
 
 
 @pipelines_app.command("check")
-def check(name: Name) -> None:
+def check(ctx: typer.Context, name: Name) -> None:
     """Run the topology check and refresh the pipe_findings layer."""
-    from pipelines.store import publish
-    from pipelines.topology import store_findings, summary
-
     name = _given_name(name)
-    settings = Settings()
-    try:
-        with db.connect(db.database_url(settings.db)) as conn:
-            found = store_findings(conn, name)
-            publish(conn, name)
-            conn.commit()
-    except TwinError as exc:
-        _fail(exc)
-        return
+    with connection(ctx) as conn:
+        found = store_findings(conn, name)
+        publish(conn, name)
+        conn.commit()
     findings = [Finding(f["kind"], f["message"], f["severity"], ref=f["ref"]) for f in found]
     if findings:
         _findings(f"topology of {name}", findings)
@@ -363,17 +335,10 @@ def check(name: Name) -> None:
 
 
 @pipelines_app.command("drop")
-def drop(name: Name) -> None:
+def drop(ctx: typer.Context, name: Name) -> None:
     """Remove a network, its collections and its findings."""
-    from pipelines.store import drop_network
-
     name = _given_name(name)
-    settings = Settings()
-    try:
-        with db.connect(db.database_url(settings.db)) as conn:
-            drop_network(conn, name)
-            conn.commit()
-    except TwinError as exc:
-        _fail(exc)
-        return
+    with connection(ctx) as conn:
+        drop_network(conn, name)
+        conn.commit()
     console.print(f"dropped network {name}")
