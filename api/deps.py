@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import psycopg
-from fastapi import Request
+from fastapi import Depends, Path, Request
 from psycopg_pool import AsyncConnectionPool
 
-from layers.access import can_read, raster_readable
+from components import kind as component_kind
+from grid import kind as grid_kind
+from layers.access import can_read
+from layers.kinds import Box, CollectionKind, KindFinder
 from layers.registry import Layer, list_layers_async
+from pipelines import kind as pipe_kind
 from query.scope import EVERYTHING, Scope
-from tiles.cache import NoCache, TileCache
+from rasters.collections import collection_access
+from tiles.cache import CachedTile, NoCache, TileCache, TileKey
 from tiles.composite import MapTiles, build_map_tiles
+from tiles.invalidation import invalidate
 from tiles.maps import MapDef, get_map
-from tiles.mvt import MERCATOR_COLUMN, LayerTiles
+from tiles.mvt import LayerTiles, stored_mercator
 from twin.auth import ANONYMOUS, Principal
-from twin.errors import NotFound, SetupError, TwinError
+from twin.errors import NotFound, ReadOnly, SetupError, TwinError
 from twin.settings import Settings
 
 
@@ -42,12 +49,26 @@ class Catalog:
     map_tiles: dict[str, MapTiles] = field(default_factory=dict)
     map_errors: dict[str, str] = field(default_factory=dict)
     stored: frozenset[str] = frozenset()  # layers whose table keeps a Web Mercator copy
+    kinds: tuple[KindFinder, ...] = ()  # the editable kinds of collection; default: all
     _map_views: dict[tuple[str, str], MapTiles] = field(default_factory=dict)
     _loaded_at: float = 0.0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
+    def __post_init__(self) -> None:
+        if not self.kinds:
+            self.kinds = editable_kinds(self.settings)
+
+    @property
+    def due(self) -> bool:
+        """Whether the registry is to be read again before it is used."""
+        return time.monotonic() - self._loaded_at >= self.ttl
+
+    def expire(self) -> None:
+        """Read the registry again on the next request (a layer was added or replaced)."""
+        self._loaded_at = 0.0
+
     async def refresh(self, conn: psycopg.AsyncConnection, force: bool = False) -> None:
-        if not force and time.monotonic() - self._loaded_at < self.ttl:
+        if not force and not self.due:
             return
         async with self._lock:
             fresh = {layer.name: layer for layer in await list_layers_async(conn)}
@@ -55,7 +76,7 @@ class Catalog:
                 n for n in fresh.keys() | self.layers.keys() if fresh.get(n) != self.layers.get(n)
             }
             if changed:
-                self.stored = await _stored_mercator(conn)
+                self.stored = await stored_mercator(conn)
             for name, layer in fresh.items():
                 if name in changed or name not in self.tiles:
                     self.tiles[name] = LayerTiles.build(
@@ -100,6 +121,43 @@ class Catalog:
             raise NotFound(f"no collection named {name!r}; see /collections")
         return layer
 
+    def kind(self, name: str) -> CollectionKind | None:
+        """The editable kind of collection ``name``; None when it is read-only."""
+        for find in self.kinds:
+            if (kind := find(name)) is not None:
+                return kind
+        return None
+
+    def editable(self, name: str) -> CollectionKind:
+        """The kind of collection ``name``, refused (read-only) when it has none."""
+        kind = self.kind(name)
+        if kind is None:
+            raise ReadOnly(
+                f"collection {name!r} is read-only; components, grid cells and pipe "
+                "networks (<network>_pipes, <network>_nodes) can be edited"
+            )
+        return kind
+
+    async def cached_tile(
+        self, key: TileKey, collections: list[str], render: Callable[[], Awaitable[bytes]]
+    ) -> tuple[CachedTile, bool]:
+        """A tile from the cache (True: a hit), or rendered now and kept. The generations are
+        read before rendering, so a tile drawn while an edit commits is not kept stale."""
+        tile = await self.cache.get(key)
+        if tile is not None:
+            return tile, True
+        seen = await self.cache.generations(collections)
+        return await self.cache.put(key, await render(), collections, seen), False
+
+    async def invalidate(self, collection: str, box: Box | None = None) -> int:
+        """Drop the cached tiles of ``collection`` (those meeting ``box``, when given): in this
+        process here and now; the number of tiles dropped."""
+        return await self.cache.invalidate(collection, box)
+
+    async def invalidate_edit(self, before: dict[str, Box], after: dict[str, Box]) -> int:
+        """Drop the cached tiles an edit changed: the boxes it touched before and after it."""
+        return await invalidate(self.cache, before, after)
+
     def visible(self, who: Principal) -> list[Layer]:
         return [layer for layer in self.layers.values() if can_read(who, layer)]
 
@@ -107,29 +165,18 @@ class Catalog:
         """Every pipe network, and those ``who`` may read: a network is as readable as its
         pipes collection (the view ``twin.pipes_<network>`` the network store publishes)."""
         pipes = [
-            layer
+            (network, layer)
             for layer in self.layers.values()
-            if layer.schema_name == "twin" and layer.table_name.startswith("pipes_")
+            if (network := pipe_kind.network_of(layer)) is not None
         ]
-        every = sorted(layer.table_name.removeprefix("pipes_") for layer in pipes)
-        readable = sorted(
-            layer.table_name.removeprefix("pipes_") for layer in pipes if can_read(who, layer)
-        )
+        every = sorted(network for network, _ in pipes)
+        readable = sorted(network for network, layer in pipes if can_read(who, layer))
         return every, readable
 
 
-async def _stored_mercator(conn: psycopg.AsyncConnection) -> frozenset[str]:
-    """The published layers whose table or view has the Web Mercator column of tiles."""
-    cur = await conn.execute(
-        """
-        SELECT l.name FROM twin.layers l
-        JOIN information_schema.columns c
-          ON c.table_schema = l.schema_name AND c.table_name = l.table_name
-        WHERE c.column_name = %s
-        """,
-        [MERCATOR_COLUMN],
-    )
-    return frozenset(r[0] for r in await cur.fetchall())
+def editable_kinds(settings: Settings) -> tuple[KindFinder, ...]:
+    """The editable kinds of collection: components, the grid levels and pipe networks."""
+    return (component_kind.finder(settings.components), grid_kind.find, pipe_kind.find)
 
 
 async def connection(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
@@ -141,10 +188,23 @@ async def connection(request: Request) -> AsyncIterator[psycopg.AsyncConnection]
 async def catalog(request: Request) -> Catalog:
     cat: Catalog = request.app.state.catalog
     pool: AsyncConnectionPool = request.app.state.pool
-    if time.monotonic() - cat._loaded_at >= cat.ttl:
+    if cat.due:
         async with pool.connection() as conn:
             await cat.refresh(conn)
     return cat
+
+
+async def readable_layer(
+    request: Request,
+    collection_id: Annotated[str, Path(alias="collectionId")],
+    cat: Annotated[Catalog, Depends(catalog)],
+) -> Layer:
+    """The collection a route names, if the caller may read it: one they may not is as unknown
+    as a missing one (404)."""
+    return cat.layer(collection_id, principal(request))
+
+
+ReadableLayer = Annotated[Layer, Depends(readable_layer)]
 
 
 def settings(request: Request) -> Settings:
@@ -185,9 +245,7 @@ async def query_scope(request: Request, conn: psycopg.AsyncConnection) -> Scope:
         return layer is None or can_read(who, layer)
 
     networks, nets = cat.networks(who)
-    cur = await conn.execute("SELECT id, read_role FROM twin.raster_collections ORDER BY id")
-    collections = await cur.fetchall()
-    cols = [cid for cid, role in collections if raster_readable(who, role, cid)]
+    collections, cols = await collection_access(conn, who)
     cfg: Settings = request.app.state.settings
     return Scope(
         components=readable("components"),

@@ -78,9 +78,24 @@ def build_index(revision: int, rows: list[tuple]) -> GridIndex:
     )
 
 
+REVISION_SQL = "SELECT revision FROM twin.grid_state"
+
+
 def load_index(conn: psycopg.Connection) -> GridIndex:
-    row = conn.execute("SELECT revision FROM twin.grid_state").fetchone()
+    row = conn.execute(REVISION_SQL).fetchone()
     return build_index(int(row[0]) if row else 0, conn.execute(INDEX_SQL).fetchall())
+
+
+async def current_index(conn: psycopg.AsyncConnection, index: GridIndex | None) -> GridIndex:
+    """The unit-cell index at the grid's revision now: ``index`` when it is still that,
+    else built again."""
+    cur = await conn.execute(REVISION_SQL)
+    row = await cur.fetchone()
+    revision = int(row[0]) if row else 0
+    if index is None or index.revision != revision:
+        cur = await conn.execute(INDEX_SQL)
+        index = build_index(revision, await cur.fetchall())
+    return index
 
 
 def check_coordinates(lon: np.ndarray, lat: np.ndarray) -> None:

@@ -125,3 +125,14 @@ async def grid_stats(
             for key in ("total", *groups):
                 cell[key] = round(cell[key], 2)
     return list(cells.values()), groups
+
+
+_CELL_SHAPES = (
+    "SELECT code, ST_AsGeoJSON(geom, 7) FROM twin.grid_cells WHERE level = %s AND valid_to IS NULL"
+)
+
+
+async def cell_shapes(conn: psycopg.AsyncConnection, level: str) -> dict[str, str]:
+    """The GeoJSON geometry text of each current cell of ``level``, by code."""
+    cur = await conn.execute(_CELL_SHAPES, [level])
+    return dict(await cur.fetchall())

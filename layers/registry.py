@@ -244,6 +244,23 @@ SET_ACCESS_SQL = """
 """
 
 
+async def set_access_async(
+    conn: psycopg.AsyncConnection,
+    name: str,
+    read_role: str | None,
+    edit_role: str | None,
+    department: str | None,
+    clear_department: bool,
+) -> dict[str, Any]:
+    """Set who may read and edit a layer (None leaves a value as it is); what holds now."""
+    cur = await conn.execute(
+        SET_ACCESS_SQL, [read_role, edit_role, clear_department, department, name]
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return {"read_role": row[0], "edit_role": row[1], "department": row[2]}
+
+
 def check_access_roles(read_role: str | None, edit_role: str | None) -> None:
     if read_role is not None and read_role not in ("public", "viewer", "editor", "admin"):
         raise InvalidParameter(f"read role {read_role!r}: public, viewer, editor or admin")

@@ -17,6 +17,7 @@ import shapely
 
 from pipelines.graph import Graph, GraphCache, Isolation, Trace
 from pipelines.model import CONTROL_VALVE_RULES, SERVICE_KINDS
+from query.scope import EVERYTHING, Scope
 from twin.crs import axis_ordered_to_wgs84, epsg_xy, parse_crs, utm_or_gk_epsg
 from twin.errors import InvalidData, InvalidParameter, LimitExceeded, NotFound
 
@@ -116,10 +117,24 @@ async def resolve_start(
     return (nets[0], value, None, None) if kind == "segment" else (nets[0], None, value, None)
 
 
+def check_readable(scope: Scope, network: str) -> None:
+    """A network the caller may not read is as unknown as a missing one."""
+    if scope.networks is not None and network not in scope.networks:
+        raise NotFound(f"no pipe network {network!r}; see /pipelines")
+
+
 async def start_in_graph(
-    conn: Any, cache: GraphCache, start: dict, network: str | None, **kw: Any
+    conn: Any,
+    cache: GraphCache,
+    start: dict,
+    network: str | None,
+    scope: Scope = EVERYTHING,
+    **kw: Any,
 ) -> tuple[Graph, Start]:
+    """The graph of the start's network and the start in it; a network outside ``scope``
+    is refused before its graph is read."""
     net, pipe_id, node_id, snapped = await resolve_start(conn, start, network, **kw)
+    check_readable(scope, net)
     for _ in range(2):
         g = await cache.get(conn, net)
         if pipe_id is not None and pipe_id in g.seg_index:
@@ -206,13 +221,20 @@ async def _features(
 
 # --- traces --------------------------------------------------------------------------------
 async def trace(
-    conn: Any, cache: GraphCache, start: dict, direction: str, network: str | None
+    conn: Any,
+    cache: GraphCache,
+    start: dict,
+    direction: str,
+    network: str | None,
+    scope: Scope = EVERYTHING,
 ) -> dict[str, Any]:
+    """What is upstream of, downstream of or connected to the start, in a network ``scope``
+    lets the caller read."""
     if direction not in DIRECTIONS:
         raise InvalidParameter(
             f"direction {direction!r} is unknown: use one of {', '.join(DIRECTIONS)}"
         )
-    g, at = await start_in_graph(conn, cache, start, network)
+    g, at = await start_in_graph(conn, cache, start, network, scope)
     if direction != "connected" and not g.gravity and len(g.sources) == 0:
         raise InvalidData(
             f"network {g.network} has no sources (plant, reservoir, tank, regulator), so "
@@ -279,14 +301,8 @@ def _affected_nodes(g: Graph, segs: np.ndarray, exclude: set[int]) -> np.ndarray
     return np.array([n for n in ends.tolist() if n >= 0 and n not in exclude], dtype=np.int64)
 
 
-async def _impact(conn: Any, g: Graph, iso: Isolation) -> dict[str, Any]:
-    boundary = set(iso.to_close) | set(iso.already_closed)
-    lost = np.concatenate([iso.isolated, iso.cut_off])
-    nodes = _affected_nodes(g, lost, boundary)
-    kinds = g.node_kind[nodes].astype(str) if len(nodes) else np.array([], dtype=str)
-    service = nodes[np.isin(kinds, list(SERVICE_KINDS))]
-    seg_ids = [int(x) for x in g.seg_db[lost]]
-    node_ids = [int(x) for x in g.node_db[nodes]]
+async def _components_on(conn: Any, node_ids: list[int]) -> list[dict[str, Any]]:
+    """The components sitting on the affected nodes."""
     cur = await conn.execute(
         """
         SELECT DISTINCT c.code, c.class_code, c.class_name, c.status
@@ -296,10 +312,22 @@ async def _impact(conn: Any, g: Graph, iso: Isolation) -> dict[str, Any]:
         """,
         [COMPONENT_REACH_DEG, node_ids],
     )
-    components = [
+    return [
         {"code": a, "class_code": b, "class_name": c, "status": d}
         for a, b, c, d in await cur.fetchall()
     ]
+
+
+async def _impact(conn: Any, g: Graph, iso: Isolation, scope: Scope) -> dict[str, Any]:
+    boundary = set(iso.to_close) | set(iso.already_closed)
+    lost = np.concatenate([iso.isolated, iso.cut_off])
+    nodes = _affected_nodes(g, lost, boundary)
+    kinds = g.node_kind[nodes].astype(str) if len(nodes) else np.array([], dtype=str)
+    service = nodes[np.isin(kinds, list(SERVICE_KINDS))]
+    seg_ids = [int(x) for x in g.seg_db[lost]]
+    node_ids = [int(x) for x in g.node_db[nodes]]
+    # Components the caller may not read are not fetched, and the answer has no such key.
+    components = await _components_on(conn, node_ids) if scope.components else None
     cur = await conn.execute(
         "SELECT DISTINCT g.code FROM twin.grid_unit g JOIN twin.pipe_segments s "
         "ON ST_Intersects(g.geom, s.geom) WHERE s.id = ANY(%s) ORDER BY g.code",
@@ -307,7 +335,7 @@ async def _impact(conn: Any, g: Graph, iso: Isolation) -> dict[str, Any]:
     )
     grids = [r[0] for r in await cur.fetchall()]
     area, area_m2 = await _outage_area(conn, g, lost)
-    return {
+    impact: dict[str, Any] = {
         "isolated": _totals(g, iso.isolated, np.array([], dtype=np.int64))
         | {"pipe_ids": [g.seg_name[s] for s in iso.isolated.tolist()]},
         "cut_off": _totals(g, iso.cut_off, np.array([], dtype=np.int64))
@@ -322,6 +350,9 @@ async def _impact(conn: Any, g: Graph, iso: Isolation) -> dict[str, Any]:
         "outage_area": area,
         "outage_area_m2": area_m2,
     }
+    if components is None:
+        del impact["components"]
+    return impact
 
 
 # Buffering hundreds of pipes one by one is slow in GEOS; snapped to a 1 m grid and merged into
@@ -362,7 +393,7 @@ def _valves(g: Graph, nodes: list[int]) -> list[dict]:
     ]
 
 
-async def _isolation_body(conn: Any, g: Graph, iso: Isolation) -> dict[str, Any]:
+async def _isolation_body(conn: Any, g: Graph, iso: Isolation, scope: Scope) -> dict[str, Any]:
     body: dict[str, Any] = {
         "valves_to_close": _valves(g, iso.to_close),
         "valves_already_closed": _valves(g, iso.already_closed),
@@ -391,7 +422,7 @@ async def _isolation_body(conn: Any, g: Graph, iso: Isolation) -> dict[str, Any]
             f"{len(passed)} control valve(s) inside the isolated area ({shown}) were passed, "
             'not closed; ask with "control_valves": "closable" to let them bound it'
         )
-    return body | await _impact(conn, g, iso)
+    return body | await _impact(conn, g, iso, scope)
 
 
 def _control_valves_passed(g: Graph, iso: Isolation) -> list[str]:
@@ -412,9 +443,11 @@ async def isolate(
     inoperable: list[str],
     second_pass: bool,
     control_valves: str = CONTROL_VALVE_RULES[0],
+    scope: Scope = EVERYTHING,
 ) -> dict[str, Any]:
     """Valves to close for a burst and what loses supply; ``control_valves`` is
-    ``passable`` (water passes control valves, as in WNTR) or ``closable``."""
+    ``passable`` (water passes control valves, as in WNTR) or ``closable``. Only the networks
+    and components ``scope`` lets the caller read are drawn on."""
     if control_valves not in CONTROL_VALVE_RULES:
         raise InvalidParameter(
             f"control_valves {control_valves!r} is not one of {', '.join(CONTROL_VALVE_RULES)}"
@@ -431,7 +464,9 @@ async def isolate(
                 f"network {network} is a gravity network: it has no valves to close; "
                 "isolation applies to pressure networks (water, gas, heat)"
             )
-    g, at = await start_in_graph(conn, cache, start, network, pressure_only=True, allow_node=False)
+    g, at = await start_in_graph(
+        conn, cache, start, network, scope, pressure_only=True, allow_node=False
+    )
     if g.gravity:
         raise InvalidParameter(
             f"network {g.network} is a gravity network: it has no valves to close; isolation "
@@ -446,10 +481,10 @@ async def isolate(
         "burst": _start_info(g, at),
         "control_valves": control_valves,
     }
-    out |= await _isolation_body(conn, g, first)
+    out |= await _isolation_body(conn, g, first, scope)
     if second_pass:
         again = g.isolate(at.segment, failed | set(first.to_close), control_valves)
-        out["second_pass"] = await _isolation_body(conn, g, again)
+        out["second_pass"] = await _isolation_body(conn, g, again, scope)
         out["second_pass"]["assumes_failed"] = [g.node_name[v] for v in first.to_close]
     out["features"] = await _features(
         conn,

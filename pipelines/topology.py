@@ -187,6 +187,21 @@ INSERT_FINDING_SQL = (
 )
 
 
+_COUNT_FINDINGS_SQL = (
+    "UPDATE twin.layers SET feature_count = (SELECT count(*) FROM twin.pipe_findings), "
+    "updated_at = now() WHERE name = 'pipe_findings'"
+)
+
+
+async def replace_findings(conn: Any, network: str, found: list[dict]) -> None:
+    """Replace a network's rows in the ``pipe_findings`` layer with ``found`` and count the
+    layer again (inside the caller's transaction)."""
+    await conn.execute(DELETE_FINDINGS_SQL, [network])
+    async with conn.cursor() as cur:
+        await cur.executemany(INSERT_FINDING_SQL, finding_rows(network, found))
+    await conn.execute(_COUNT_FINDINGS_SQL)
+
+
 def finding_rows(network: str, found: list[dict]) -> list[tuple]:
     return [
         (network, f["kind"], f["severity"], f["ref"], f["message"], f["lon"], f["lat"])

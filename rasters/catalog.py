@@ -637,6 +637,13 @@ async def get_scene(conn: Any, scene_id: str) -> Scene:
 SET_READ_ROLE_SQL = "UPDATE twin.raster_collections SET read_role = %s WHERE id = %s RETURNING id"
 
 
+async def set_read_role(conn: Any, cid: str, read_role: str) -> None:
+    """Set who may read a raster collection; an unknown one is a 404."""
+    cur = await conn.execute(SET_READ_ROLE_SQL, [read_role, cid])
+    if await cur.fetchone() is None:
+        raise NotFound(f"no raster collection {cid!r}")
+
+
 def get_scene_sync(conn: psycopg.Connection, scene_id: str) -> Scene:
     if not SCENE_ID.fullmatch(scene_id):
         raise NotFound(UNKNOWN_SCENE)

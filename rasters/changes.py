@@ -11,14 +11,16 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from grid.codes import LEVELS
 from layers.registry import register_view
 from rasters.catalog import Scene, get_scene_sync
+from twin import audit, db
+from twin.auth import Principal
 from twin.errors import InvalidParameter, NotFound
 
 NEEDED = ("blue", "green", "red", "nir")
 UNKNOWN_SET = "no such change set; POST /raster/changes makes one"
 SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-LEVELS = ("district", "street", "community", "unit")
 FIELDS = [
     ("change_set", "text"),
     ("kind", "text"),
@@ -124,6 +126,24 @@ def run_change_detection(
         "params": result.params,
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def detect_changes(
+    url: str, who: Principal, before: str, after: str, name: str | None
+) -> dict[str, Any]:
+    """Detect the changes between two scenes on a connection of its own (a long job: it runs
+    off the event loop) and record who asked for it, in one transaction."""
+    with db.connect(url) as sync:
+        summary = run_change_detection(sync, before, after, name)
+        audit.record_sync(
+            sync,
+            who,
+            "changes.detect",
+            summary.get("change_set") or name,
+            detail={"before": before, "after": after},
+        )
+        sync.commit()
+        return summary
 
 
 GRID_SQL = """

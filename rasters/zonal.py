@@ -8,6 +8,7 @@ the zones are transformed to that CRS.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -15,6 +16,7 @@ import geopandas as gpd
 import numpy as np
 import rasterio
 import rasterio.errors
+import shapely
 import shapely.geometry
 from exactextract import exact_extract
 from rasterio.io import MemoryFile
@@ -24,6 +26,10 @@ from rasters.catalog import Scene, open_cog
 from rasters.render import band_math, evaluate
 from twin.errors import InvalidParameter, LimitExceeded, NotFound
 
+_GRID_CELLS = (
+    "SELECT code, name, ST_AsBinary(geom) FROM twin.grid_cells WHERE level = %s "
+    "AND valid_to IS NULL AND ST_Intersects(geom, ST_GeomFromGeoJSON(%s)) ORDER BY code"
+)
 OPS = ["mean", "min", "max", "stdev", "count"]
 MAX_PIXELS = 50_000_000
 
@@ -154,3 +160,23 @@ def _whole_areas(zones: gpd.GeoDataFrame, key: str, crs: Any) -> dict[Any, float
 def _num(value: Any) -> float | None:
     v = float(value)
     return None if math.isnan(v) else v
+
+
+async def grid_zones(conn: Any, scene: Scene, level: str, max_cells: int) -> gpd.GeoDataFrame:
+    """The current grid cells of ``level`` over a scene's footprint, as zones keyed by code;
+    none is a 404, more than ``max_cells`` a 413."""
+    cur = await conn.execute(_GRID_CELLS, [level, json.dumps(scene.footprint)])
+    rows = await cur.fetchall()
+    if not rows:
+        raise NotFound(f"no {level} grid cell overlaps scene {scene.id}")
+    if len(rows) > max_cells:
+        raise LimitExceeded(
+            f"{len(rows)} {level} cells overlap the scene, more than the limit of "
+            f"{max_cells} (TWIN_RASTER_MAX_ZONAL_CELLS); use a "
+            "coarser level"
+        )
+    return gpd.GeoDataFrame(
+        {"code": [r[0] for r in rows], "name": [r[1] for r in rows]},
+        geometry=shapely.from_wkb([bytes(r[2]) for r in rows]),
+        crs="EPSG:4326",
+    )

@@ -246,3 +246,17 @@ def tilejson(layer: Layer, tiles_url: str, settings: TileSettings) -> dict:
             }
         ],
     }
+
+
+async def stored_mercator(conn: psycopg.AsyncConnection) -> frozenset[str]:
+    """The published layers whose table or view has the Web Mercator column of tiles."""
+    cur = await conn.execute(
+        """
+        SELECT l.name FROM twin.layers l
+        JOIN information_schema.columns c
+          ON c.table_schema = l.schema_name AND c.table_name = l.table_name
+        WHERE c.column_name = %s
+        """,
+        [MERCATOR_COLUMN],
+    )
+    return frozenset(r[0] for r in await cur.fetchall())

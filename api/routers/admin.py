@@ -10,18 +10,11 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Catalog, catalog, connection, needs, principal
-from layers.registry import SET_ACCESS_SQL, Layer, check_access_roles
-from rasters.catalog import SET_READ_ROLE_SQL
+from layers import keys
+from layers.registry import Layer, check_access_roles, set_access_async
+from rasters.catalog import set_read_role
 from twin import audit
-from twin.auth import (
-    INSERT_KEY,
-    KEY_COLUMNS,
-    KEY_ROLES,
-    REVOKE_KEY_SQL,
-    Principal,
-    check_role,
-    new_key,
-)
+from twin.auth import KEY_ROLES, Principal, check_role
 from twin.errors import InvalidParameter, NotFound
 
 router = APIRouter(prefix="/admin", tags=["Administration"], dependencies=[Depends(needs("admin"))])
@@ -62,25 +55,19 @@ def _key_doc(row: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/keys", summary="API keys (never their secrets)")
 async def list_keys(conn: Conn, who: Admin) -> dict:
-    from psycopg.rows import dict_row
-
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"SELECT {KEY_COLUMNS} FROM twin.api_keys ORDER BY created_at")  # noqa: S608
-        return {"keys": [_key_doc(r) for r in await cur.fetchall()]}
+    return {"keys": [_key_doc(r) for r in await keys.list_keys(conn)]}
 
 
 @router.post("/keys", status_code=201, summary="Create an API key; its token is shown only now")
 async def create_key(body: KeyRequest, conn: Conn, who: Admin) -> dict:
     check_role(body.role)
-    key, digest = new_key()
     async with conn.transaction():
-        await conn.execute(
-            INSERT_KEY,
-            [key.id, digest, body.name, body.role, body.department, body.layers, body.expires_at],
+        key_id, token = await keys.create_key(
+            conn, body.role, body.name, body.department, body.layers, body.expires_at
         )
         detail = {"role": body.role, "department": body.department, "layers": body.layers}
-        await audit.record(conn, who, "key.create", key.id, detail=detail)
-    return {"id": key.id, "token": key.token, "role": body.role}
+        await audit.record(conn, who, "key.create", key_id, detail=detail)
+    return {"id": key_id, "token": token, "role": body.role}
 
 
 @router.delete("/keys/{keyId}", status_code=204, summary="Revoke an API key at once")
@@ -88,9 +75,7 @@ async def revoke_key(
     request: Request, key_id: Annotated[str, Path(alias="keyId")], conn: Conn, who: Admin
 ) -> None:
     async with conn.transaction():
-        cur = await conn.execute(REVOKE_KEY_SQL, [key_id])
-        if await cur.fetchone() is None:
-            raise NotFound(f"no API key with id {key_id!r}")
+        await keys.revoke_key(conn, key_id)
         await audit.record(conn, who, "key.revoke", key_id)
     request.app.state.authenticator.forget_keys()
 
@@ -113,13 +98,9 @@ async def layer_access(
     await _layer(request, name)
     check_access_roles(body.read_role, body.edit_role)
     async with conn.transaction():
-        cur = await conn.execute(
-            SET_ACCESS_SQL,
-            [body.read_role, body.edit_role, body.clear_department, body.department, name],
+        doc = await set_access_async(
+            conn, name, body.read_role, body.edit_role, body.department, body.clear_department
         )
-        row = await cur.fetchone()
-        assert row is not None
-        doc = {"read_role": row[0], "edit_role": row[1], "department": row[2]}
         await audit.record(conn, who, "layer.access", name, detail=doc)
     cat: Catalog = request.app.state.catalog
     await cat.refresh(conn, force=True)
@@ -135,9 +116,7 @@ async def raster_access(
 ) -> dict:
     check_role(body.read_role, ("public", "viewer", "editor", "admin"))
     async with conn.transaction():
-        cur = await conn.execute(SET_READ_ROLE_SQL, [body.read_role, cid])
-        if await cur.fetchone() is None:
-            raise NotFound(f"no raster collection {cid!r}")
+        await set_read_role(conn, cid, body.read_role)
         await audit.record(conn, who, "raster.access", cid, detail={"read_role": body.read_role})
     return {"collection": cid, "read_role": body.read_role}
 

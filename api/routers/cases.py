@@ -15,15 +15,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Catalog, catalog, connection, needs, principal
-from cases import TARGET, lifecycle
+from cases import TARGET, lifecycle, reference
 from cases import stats as case_stats
-from cases.classes import list_classes
 from cases.listing import case_json, list_cases, make_filter, step_json
-from cases.rules import LIST_SQL
 from cases.store import NewCase, create_case, read_case, read_steps, transition
 from layers.access import can_read, check_edit, require_role
 from query.plan import run_async
-from tiles.invalidation import invalidate
 from twin.auth import Principal
 from twin.errors import Forbidden, NotFound
 
@@ -76,7 +73,7 @@ async def _redraw(cat: Catalog, case: dict[str, Any]) -> None:
     """Drop the cached tiles of the case's point here and now (other processes hear of it
     from the notice the change sent on commit)."""
     box = (case["lon"], case["lat"], case["lon"], case["lat"])
-    await invalidate(cat.cache, {}, {TARGET: box})
+    await cat.invalidate_edit({}, {TARGET: box})
 
 
 class NewCaseBody(BaseModel):
@@ -119,37 +116,13 @@ async def classes(
     who: Annotated[Principal, Depends(reader)],
     kind: Annotated[Literal["部件", "事件"] | None, Query()] = None,
 ) -> dict:
-    statement, params = list_classes(kind)
-    cur = await conn.execute(statement, params)
-    rows = [
-        {
-            "kind": k,
-            "class_code": c,
-            "major": m,
-            "name": n,
-            "major_name": mn,
-            "deadline_hours": float(h) if h is not None else None,
-            "local": loc,
-        }
-        for k, c, m, n, mn, h, loc in await cur.fetchall()
-    ]
+    rows = await reference.classes(conn, kind)
     return {"classes": rows}
 
 
 @router.get("/rules", summary="The dispatch rules, in the order they are tried")
 async def rules(conn: Conn, who: Annotated[Principal, Depends(reader)]) -> dict:
-    cur = await conn.execute(LIST_SQL)
-    names = (
-        "id",
-        "kind",
-        "class_prefix",
-        "grid_prefix",
-        "priority",
-        "department_code",
-        "department_name",
-        "note",
-    )
-    return {"rules": [dict(zip(names, r, strict=True)) for r in await cur.fetchall()]}
+    return {"rules": await reference.rules(conn)}
 
 
 @router.get(

@@ -8,9 +8,10 @@ from typing import Annotated, Any
 import psycopg
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from api.deps import Catalog, catalog, connection, principal, settings
+from api.deps import Catalog, ReadableLayer, catalog, connection, principal, settings
 from layers import features as feat
 from layers.cql import compile_filter
+from layers.kinds import CollectionKind
 from layers.registry import Layer
 from twin.crs import CRS84, check_output_crs, output_crs_uris, parse_crs
 from twin.errors import InvalidParameter, LimitExceeded
@@ -45,17 +46,33 @@ _JSON_TYPES = {
 }
 
 
+def feature_id(feature_id: Annotated[str, Path(alias="featureId")]) -> str:
+    """The feature a route names (a dependency, so that it follows the collection's)."""
+    return feature_id
+
+
+FeatureId = Annotated[str, Depends(feature_id)]
+
+
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def collection_doc(layer: Layer, base: str, temporal: list[str | None] | None = None) -> dict:
+def collection_doc(
+    layer: Layer,
+    base: str,
+    temporal: list[str | None] | None = None,
+    kind: CollectionKind | None = None,
+) -> dict:
+    """A collection as OGC API Features describes it; ``kind`` says what kind of editable
+    collection it is (null: read-only), so clients need not read meaning into its id."""
     href = f"{base}/collections/{layer.name}"
     doc: dict[str, Any] = {
         "id": layer.name,
         "title": layer.title,
         "description": layer.description,
         "itemType": "feature",
+        "kind": kind.describe() if kind is not None else None,
         "geometryType": layer.geometry_type,
         "extent": {
             "spatial": {"bbox": [list(layer.bbox)] if layer.bbox else [], "crs": CRS84},
@@ -101,7 +118,10 @@ async def collections(request: Request, cat: Annotated[Catalog, Depends(catalog)
         "links": [
             {"href": f"{base}/collections", "rel": "self", "type": "application/json"},
         ],
-        "collections": [collection_doc(layer, base) for layer in cat.visible(principal(request))],
+        "collections": [
+            collection_doc(layer, base, kind=cat.kind(layer.name))
+            for layer in cat.visible(principal(request))
+        ],
         "crs": output_crs_uris(),
     }
 
@@ -109,21 +129,16 @@ async def collections(request: Request, cat: Annotated[Catalog, Depends(catalog)
 @router.get("/collections/{collectionId}", summary="One published layer")
 async def collection(
     request: Request,
-    collection_id: Annotated[str, Path(alias="collectionId")],
+    layer: ReadableLayer,
     cat: Annotated[Catalog, Depends(catalog)],
     conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
 ) -> dict:
-    layer = cat.layer(collection_id, principal(request))
-    return collection_doc(layer, _base(request), await feat.temporal_extent(conn, layer))
+    temporal = await feat.temporal_extent(conn, layer)
+    return collection_doc(layer, _base(request), temporal, cat.kind(layer.name))
 
 
 @router.get("/collections/{collectionId}/queryables", summary="Queryable properties")
-async def queryables(
-    request: Request,
-    collection_id: Annotated[str, Path(alias="collectionId")],
-    cat: Annotated[Catalog, Depends(catalog)],
-) -> Response:
-    layer = cat.layer(collection_id, principal(request))
+async def queryables(request: Request, layer: ReadableLayer) -> Response:
     props: dict[str, Any] = {"geom": {"$ref": "https://geojson.org/schema/Geometry.json"}}
     for f in layer.fields:
         props[f.name] = {"type": _JSON_TYPES.get(f.type, "string")}
@@ -230,8 +245,7 @@ def _page_links(request: Request, q: feat.ItemsQuery, returned: int, matched: in
 )
 async def items(
     request: Request,
-    collection_id: Annotated[str, Path(alias="collectionId")],
-    cat: Annotated[Catalog, Depends(catalog)],
+    layer: ReadableLayer,
     conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
     cfg: Annotated[Settings, Depends(settings)],
     limit: Annotated[int | None, Query(description="Items per page (default 10)")] = None,
@@ -248,7 +262,6 @@ async def items(
         str, Query(alias="filter-lang", description="cql2-text (default) or cql2-json")
     ] = "cql2-text",
 ) -> Response:
-    layer = cat.layer(collection_id, principal(request))
     q = _items_query(request, layer, cfg, limit, offset, bbox, bbox_crs, crs, datetime, properties)
     features, matched = await feat.fetch_items(conn, layer, q)
     envelope = {
@@ -273,14 +286,12 @@ async def items(
 )
 async def item(
     request: Request,
-    collection_id: Annotated[str, Path(alias="collectionId")],
-    feature_id: Annotated[str, Path(alias="featureId")],
-    cat: Annotated[Catalog, Depends(catalog)],
+    layer: ReadableLayer,
+    feature_id: FeatureId,
     conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
     crs: Annotated[str | None, Query(description="CRS of the response geometry")] = None,
     properties: Annotated[str | None, Query(description="Comma-separated properties")] = None,
 ) -> Response:
-    layer = cat.layer(collection_id, principal(request))
     out_crs = parse_crs(crs) if crs else parse_crs("CRS84")
     check_output_crs(out_crs)
     names = None

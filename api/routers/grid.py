@@ -20,12 +20,11 @@ from grid import discrete
 from grid import stats as grid_stats_mod
 from grid.beidou import level_of
 from grid.locate import (
-    INDEX_SQL,
     LEVEL_KEYS,
     OUTSIDE,
     GridIndex,
-    build_index,
     check_coordinates,
+    current_index,
     locate_codes,
 )
 from layers.readers import LAT_NAMES, LON_NAMES
@@ -39,13 +38,9 @@ CHUNK_BYTES = 4 << 20
 
 async def grid_index(request: Request, conn: psycopg.AsyncConnection) -> GridIndex:
     """The in-memory unit-cell index, rebuilt when the grid's revision moved on."""
-    cur = await conn.execute("SELECT revision FROM twin.grid_state")
-    row = await cur.fetchone()
-    revision = int(row[0]) if row else 0
-    index: GridIndex | None = getattr(request.app.state, "grid_index", None)
-    if index is None or index.revision != revision:
-        cur = await conn.execute(INDEX_SQL)
-        index = build_index(revision, await cur.fetchall())
+    kept: GridIndex | None = getattr(request.app.state, "grid_index", None)
+    index = await current_index(conn, kept)
+    if index is not kept:
         request.app.state.grid_index = index
     return index
 
@@ -291,12 +286,7 @@ async def stats(
         return Response(buf.getvalue(), media_type="text/csv")
     if f != "geojson":
         raise InvalidParameter("f must be geojson or csv")
-    cur = await conn.execute(
-        "SELECT code, ST_AsGeoJSON(geom, 7) FROM twin.grid_cells "
-        "WHERE level = %s AND valid_to IS NULL",
-        [level],
-    )
-    shapes: dict[str, str] = dict(await cur.fetchall())
+    shapes = await grid_stats_mod.cell_shapes(conn, level)
     parts = [
         json.dumps({"type": "Feature", "id": r["code"], "properties": r}, ensure_ascii=False)[:-1]
         + f',"geometry":{shapes[r["code"]]}}}'

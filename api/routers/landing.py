@@ -7,10 +7,10 @@ from typing import Annotated
 import psycopg
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
-from psycopg import sql
 
 from api.deps import Catalog, catalog, connection, principal
 from api.routers.viewer import viewer_page
+from layers.health import database_versions, feature_counts
 from twin import migrate
 
 router = APIRouter(tags=["Landing"])
@@ -103,28 +103,14 @@ async def healthz(
     cat: Annotated[Catalog, Depends(catalog)],
     conn: Annotated[psycopg.AsyncConnection, Depends(connection)],
 ) -> dict:
-    cur = await conn.execute("SELECT postgis_lib_version(), current_setting('server_version')")
-    row = await cur.fetchone()
-    cur = await conn.execute("SELECT coalesce(max(version), 0) FROM twin.schema_migrations")
-    level = await cur.fetchone()
-    counts: dict[str, int | None] = {}
-    for layer in cat.visible(principal(request)):
-        try:
-            cur = await conn.execute(
-                sql.SQL("SELECT count(*) FROM {}").format(
-                    sql.Identifier(layer.schema_name, layer.table_name)
-                )
-            )
-            n = await cur.fetchone()
-            counts[layer.name] = int(n[0]) if n else 0
-        except psycopg.errors.UndefinedTable:  # being replaced or dropped right now
-            counts[layer.name] = None
+    postgis, postgresql, level = await database_versions(conn)
+    counts = await feature_counts(conn, cat.visible(principal(request)))
     latest = migrate.available()[-1].version
     return {
         "status": "ok",
-        "postgis": row[0] if row else None,
-        "postgresql": row[1] if row else None,
-        "migration_level": int(level[0]) if level else 0,
+        "postgis": postgis,
+        "postgresql": postgresql,
+        "migration_level": level,
         "migration_latest": latest,
         "layers": counts,
     }

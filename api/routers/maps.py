@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 
 from api.deps import Catalog, access_level, catalog, connection, principal, settings
 from api.routers.tiles import MVT, TileRow, cached_tile, check_tms, tile_row
-from layers.access import raster_readable
+from rasters.collections import newest_mosaic
 from tiles.cache import TileKey
 from tiles.composite import MapTiles
 from tiles.maps import get_map
@@ -100,28 +100,16 @@ async def _raster_sources(
     for spec in tiles.map.layers:
         if spec.raster is None:
             continue
-        cur = await conn.execute(
-            """
-            SELECT s.collection, c.read_role, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)
-            FROM (SELECT collection, ST_Extent(footprint) AS e, max(datetime) AS newest
-                  FROM twin.raster_scenes
-                  WHERE %(c)s::text IS NULL OR collection = %(c)s
-                  GROUP BY collection) AS s
-            JOIN twin.raster_collections c ON c.id = s.collection
-            ORDER BY newest DESC
-            """,
-            {"c": spec.raster.collection},
-        )
-        rows = [r for r in await cur.fetchall() if raster_readable(who, r[1], r[0])]
-        if not rows:
+        mosaic = await newest_mosaic(conn, spec.raster.collection, who)
+        if mosaic is None:
             continue
-        cid, _, *bbox = rows[0]
+        cid, bbox = mosaic
         url = f"{base}/raster/collections/{cid}/tiles/{TMS_ID}/{{z}}/{{x}}/{{y}}.png"
         out[spec.id] = {
             "type": "raster",
             "tiles": [f"{url}?preset={spec.raster.preset}"],
             "tileSize": cfg.rasters.raster_tile_size,
-            "bounds": [float(v) for v in bbox],
+            "bounds": bbox,
             "maxzoom": 18,
             "attribution": f"imagery: {cid}",
         }

@@ -12,7 +12,9 @@ from api.deps import READ_ONLY, Catalog, catalog, connection, needs, principal
 from layers.access import can_read
 from pipelines import analysis, topology
 from pipelines.graph import GraphCache
+from pipelines.networks import list_networks
 from pipelines.store import check_network_name
+from query.scope import Scope
 from twin import audit
 from twin.auth import Principal
 from twin.errors import InvalidParameter, NotFound
@@ -76,9 +78,8 @@ class ConflictRequest(BaseModel):
 
 
 def graphs(request: Request) -> GraphCache:
-    cache = getattr(request.app.state, "pipe_graphs", None)
-    if cache is None:
-        cache = request.app.state.pipe_graphs = GraphCache()
+    """The pipe graphs the lifespan keeps, one per network, rebuilt when it changes."""
+    cache: GraphCache = request.app.state.pipe_graphs
     return cache
 
 
@@ -97,15 +98,15 @@ def _every_network_readable(cat: Catalog, who: Principal) -> bool:
     return every == readable
 
 
-def _answer_for(cat: Catalog, who: Principal, answer: dict) -> dict:
-    """An analysis answer as the caller may see it: a network they may not read is as unknown
-    as a missing one, and components they may not read are left out."""
-    _check_network(cat, who, answer.get("network"))
+def _scope(cat: Catalog, who: Principal) -> Scope:
+    """What an analysis may draw on for the caller: the networks and components they may read
+    (a network they may not is as unknown as a missing one)."""
+    every, readable = cat.networks(who)
     components = cat.layers.get("components")
-    if components is not None and not can_read(who, components):
-        for part in (answer, answer.get("second_pass") or {}):
-            part.pop("components", None)
-    return answer
+    return Scope(
+        components=components is None or can_read(who, components),
+        networks=None if every == readable else tuple(readable),
+    )
 
 
 def _start_allowed(cat: Catalog, who: Principal, start: StartModel, network: str | None) -> None:
@@ -119,36 +120,8 @@ def _start_allowed(cat: Catalog, who: Principal, start: StartModel, network: str
 
 @router.get("", summary="The pipe networks")
 async def networks(request: Request, conn: Conn, cat: Cat) -> dict:
-    cur = await conn.execute(
-        """
-        SELECT n.name, n.title, n.utility, n.subclass, n.gravity, n.revision, n.updated_at,
-               (SELECT count(*) FROM twin.pipe_segments s
-                WHERE s.network = n.name AND s.deleted_at IS NULL),
-               (SELECT count(*) FROM twin.pipe_nodes d
-                WHERE d.network = n.name AND d.deleted_at IS NULL)
-        FROM twin.pipe_networks n ORDER BY n.name
-        """
-    )
-    out = []
     every, readable = cat.networks(principal(request))
-    for name, title, util, sub, gravity, rev, updated, segs, nodes in await cur.fetchall():
-        if name in every and name not in readable:
-            continue
-        out.append(
-            {
-                "name": name,
-                "title": title,
-                "utility": util,
-                "subclass": sub,
-                "kind": "gravity" if gravity else "pressure",
-                "revision": rev,
-                "updated_at": updated.isoformat(),
-                "segments": segs,
-                "nodes": nodes,
-                "collections": [f"{name}_pipes", f"{name}_nodes"],
-            }
-        )
-    return {"networks": out}
+    return {"networks": await list_networks(conn, set(every) - set(readable))}
 
 
 @router.get("/{network}/topology", summary="Topology report of a network (checked now)")
@@ -184,17 +157,9 @@ async def refresh_topology(
     g = await cache.get(conn, network)
     found = await topology.check_async(conn, network, g)
     async with conn.transaction():
-        await conn.execute(topology.DELETE_FINDINGS_SQL, [network])
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                topology.INSERT_FINDING_SQL, topology.finding_rows(network, found)
-            )
-        await conn.execute(
-            "UPDATE twin.layers SET feature_count = (SELECT count(*) FROM twin.pipe_findings), "
-            "updated_at = now() WHERE name = 'pipe_findings'"
-        )
+        await topology.replace_findings(conn, network, found)
         await audit.record(conn, who, "topology.refresh", network, detail={"findings": len(found)})
-    await request.app.state.catalog.cache.invalidate("pipe_findings")
+    await cat.invalidate("pipe_findings")
     return {"network": network, "counts": topology.summary(found), "stored": len(found)}
 
 
@@ -206,10 +171,14 @@ async def refresh_topology(
 async def trace(body: TraceRequest, request: Request, conn: Conn, cache: Graphs, cat: Cat) -> dict:
     who = principal(request)
     _start_allowed(cat, who, body.start, body.network)
-    answer = await analysis.trace(
-        conn, cache, body.start.model_dump(), body.direction.strip().lower(), body.network
+    return await analysis.trace(
+        conn,
+        cache,
+        body.start.model_dump(),
+        body.direction.strip().lower(),
+        body.network,
+        _scope(cat, who),
     )
-    return _answer_for(cat, who, answer)
 
 
 @router.post(
@@ -222,7 +191,7 @@ async def isolate(
 ) -> dict:
     who = principal(request)
     _start_allowed(cat, who, body.start, body.network)
-    answer = await analysis.isolate(
+    return await analysis.isolate(
         conn,
         cache,
         body.start.model_dump(),
@@ -230,8 +199,8 @@ async def isolate(
         body.inoperable,
         body.second_pass,
         body.control_valves or _control_valve_rule(request),
+        _scope(cat, who),
     )
-    return _answer_for(cat, who, answer)
 
 
 def _control_valve_rule(request: Request) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -17,23 +18,31 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import READ_ONLY, cache_headers, catalog, connection, needs, principal, settings
-from layers.access import raster_readable
+from api.deps import (
+    READ_ONLY,
+    Catalog,
+    cache_headers,
+    catalog,
+    connection,
+    needs,
+    principal,
+    settings,
+)
+from grid.codes import LEVELS
 from rasters import render, stac, zonal
-from rasters.catalog import (
-    SCENE_COLUMNS,
-    SCENE_ID,
-    UNKNOWN_SCENE,
-    Scene,
-    get_scene,
-    scene_from_row,
+from rasters.catalog import Scene
+from rasters.collections import (
+    collection_title,
+    mosaic_scenes,
+    readable_collections,
+    readable_scene,
+    scenes_of,
 )
 from tiles.cache import etag_of
 from tiles.mvt import check_tile
-from twin import audit
 from twin.auth import Principal
 from twin.crs import axis_ordered_to_wgs84, parse_crs
-from twin.errors import InvalidParameter, LimitExceeded, NotFound
+from twin.errors import InvalidParameter, NotFound
 from twin.settings import Settings
 
 router = APIRouter(prefix="/raster", tags=["Remote sensing"])
@@ -41,7 +50,6 @@ Who = Annotated[Principal, Depends(principal)]
 Conn = Annotated[psycopg.AsyncConnection, Depends(connection)]
 Cfg = Annotated[Settings, Depends(settings)]
 FORMATS = {"png": "image/png", "webp": "image/webp", "jpg": "image/jpeg"}
-LEVELS = ("district", "street", "community", "unit")
 
 
 class StyleParams(BaseModel):
@@ -70,6 +78,36 @@ def _tile_name(name: str) -> tuple[int, str]:
     return int(y), fmt
 
 
+@dataclass(frozen=True)
+class RasterTile:
+    """The tile a raster tile URL names: its place in the grid and its image format."""
+
+    z: int
+    x: int
+    y: int
+    fmt: str
+
+
+def raster_tile(z: int, x: int, tile: str, cfg: Cfg) -> RasterTile:
+    """The tile of ``/{z}/{x}/{y}.png|webp|jpg``, inside the tile grid."""
+    y, fmt = _tile_name(tile)
+    check_tile(z, x, y, cfg.tiles.tile_max_zoom)
+    return RasterTile(z, x, y, fmt)
+
+
+Tile = Annotated[RasterTile, Depends(raster_tile)]
+Style = Annotated[StyleParams, Query()]
+
+
+async def _rendered(
+    request: Request, cfg: Cfg, t: RasterTile, draw: Callable[..., bytes], what: Any, style: Any
+) -> Response:
+    """Draw a tile of a scene or a mosaic off the event loop, as an image with its ETag."""
+    size = cfg.rasters.raster_tile_size
+    data = await run_in_threadpool(draw, what, t.z, t.x, t.y, style, t.fmt, size)
+    return _image(data, t.fmt, request)
+
+
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
@@ -83,75 +121,18 @@ def _image(data: bytes, fmt: str, request: Request) -> Response:
 
 
 # --- catalog (STAC) ------------------------------------------------------------------------
-async def _scenes(conn: Any, collection: str, interval: str | None = None) -> list[Scene]:
-    query = f"SELECT {SCENE_COLUMNS} FROM twin.raster_scenes WHERE collection = %s"  # noqa: S608
-    params: list[Any] = [collection]
-    if interval:
-        start, end = _interval(interval)
-        query += " AND datetime >= %s AND datetime <= %s"
-        params += [start, end]
-    cur = await conn.execute(query + " ORDER BY datetime DESC, id", params)
-    return [scene_from_row(r) for r in await cur.fetchall()]
-
-
-def _interval(text: str) -> tuple[datetime, datetime]:
-    parts = text.split("/")
-    try:
-        if len(parts) == 1:
-            day = datetime.fromisoformat(parts[0])
-            return day, day.replace(hour=23, minute=59, second=59)
-        lo = datetime.fromisoformat(parts[0]) if parts[0] not in ("", "..") else datetime.min
-        hi = datetime.fromisoformat(parts[1]) if parts[1] not in ("", "..") else datetime.max
-    except ValueError:
-        raise InvalidParameter(
-            f"datetime {text!r}: use a date or an interval such as 2023-01-01/2024-12-31"
-        ) from None
-    return lo, hi.replace(hour=23, minute=59, second=59) if len(parts[1]) == 10 else hi
-
-
-async def _collection_title(conn: Any, cid: str, who: Principal) -> str:
-    """A collection the caller may read; any other is as unknown as a missing one."""
-    if not SCENE_ID.fullmatch(cid):
-        raise NotFound(UNKNOWN_SCENE)
-    cur = await conn.execute(
-        "SELECT title, read_role FROM twin.raster_collections WHERE id = %s", [cid]
-    )
-    row = await cur.fetchone()
-    if row is None or not raster_readable(who, row[1], cid):
-        raise NotFound(UNKNOWN_SCENE)
-    return str(row[0])
-
-
-async def _scene(conn: Any, scene_id: str, who: Principal) -> Scene:
-    scene = await get_scene(conn, scene_id)
-    await _collection_title(conn, scene.collection, who)
-    return scene
-
-
-async def _mosaic_scenes(conn: Any, cid: str, interval: str | None, who: Principal) -> list[Scene]:
-    """A collection's scenes over a date range, newest first; none is a 404."""
-    await _collection_title(conn, cid, who)
-    scenes = await _scenes(conn, cid, interval)
-    if not scenes:
-        raise NotFound(f"collection {cid} has no scenes in {interval or 'any time'}")
-    return scenes
-
-
 @router.get("/collections", summary="Raster collections (STAC)")
 async def collections(request: Request, conn: Conn, who: Who) -> dict:
-    cur = await conn.execute("SELECT id, title, read_role FROM twin.raster_collections ORDER BY id")
-    rows = [
-        (cid, title) for cid, title, role in await cur.fetchall() if raster_readable(who, role, cid)
-    ]
+    rows = await readable_collections(conn, who)
     base = _base(request)
-    out = [stac.collection(cid, title, await _scenes(conn, cid), base) for cid, title in rows]
+    out = [stac.collection(cid, title, await scenes_of(conn, cid), base) for cid, title in rows]
     return {"collections": out, "links": [{"rel": "self", "href": f"{base}/raster/collections"}]}
 
 
 @router.get("/collections/{cid}", summary="A raster collection (STAC Collection)")
 async def collection(cid: str, request: Request, conn: Conn, who: Who) -> dict:
-    title = await _collection_title(conn, cid, who)
-    return stac.collection(cid, title, await _scenes(conn, cid), _base(request))
+    title = await collection_title(conn, cid, who)
+    return stac.collection(cid, title, await scenes_of(conn, cid), _base(request))
 
 
 @router.get("/collections/{cid}/items", summary="The scenes of a collection (STAC Items)")
@@ -162,9 +143,9 @@ async def collection_items(
     who: Who,
     datetime_: Annotated[str | None, Query(alias="datetime")] = None,
 ) -> Response:
-    await _collection_title(conn, cid, who)
+    await collection_title(conn, cid, who)
     base = _base(request)
-    items = [stac.item(s, base) for s in await _scenes(conn, cid, datetime_)]
+    items = [stac.item(s, base) for s in await scenes_of(conn, cid, datetime_)]
     body = {
         "type": "FeatureCollection",
         "features": items,
@@ -176,13 +157,13 @@ async def collection_items(
 
 @router.get("/scenes/{scene_id}", summary="A scene (STAC Item)")
 async def scene_item(scene_id: str, request: Request, conn: Conn, who: Who) -> Response:
-    scene = await _scene(conn, scene_id, who)
+    scene = await readable_scene(conn, scene_id, who)
     return Response(json.dumps(stac.item(scene, _base(request))), media_type="application/geo+json")
 
 
 @router.get("/scenes/{scene_id}/data.tif", summary="The scene's Cloud Optimized GeoTIFF")
 async def scene_data(scene_id: str, conn: Conn, who: Who) -> FileResponse:
-    scene = await _scene(conn, scene_id, who)
+    scene = await readable_scene(conn, scene_id, who)
     return FileResponse(scene.cog_path, media_type="image/tiff", filename=f"{scene.id}.tif")
 
 
@@ -211,7 +192,7 @@ async def scene_tilejson(
     cfg: Cfg,
     p: Annotated[StyleParams, Query()],
 ) -> dict:
-    scene = await _scene(conn, scene_id, who)
+    scene = await readable_scene(conn, scene_id, who)
     _style(scene, p)  # refuse a bad style here, not on every tile
     url = f"{_base(request)}/raster/scenes/{scene.id}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png"
     return _tilejson(scene.id, url, scene.bbox, p.model_dump(), cfg)
@@ -223,24 +204,11 @@ async def scene_tilejson(
     response_class=Response,
 )
 async def scene_tile(
-    scene_id: str,
-    z: int,
-    x: int,
-    tile: str,
-    request: Request,
-    conn: Conn,
-    who: Who,
-    cfg: Cfg,
-    p: Annotated[StyleParams, Query()],
+    scene_id: str, t: Tile, request: Request, conn: Conn, who: Who, cfg: Cfg, p: Style
 ) -> Response:
-    y, fmt = _tile_name(tile)
-    check_tile(z, x, y, cfg.tiles.tile_max_zoom)
-    scene = await _scene(conn, scene_id, who)
+    scene = await readable_scene(conn, scene_id, who)
     style = _style(scene, p)
-    data = await run_in_threadpool(
-        render.tile, scene, z, x, y, style, fmt, cfg.rasters.raster_tile_size
-    )
-    return _image(data, fmt, request)
+    return await _rendered(request, cfg, t, render.tile, scene, style)
 
 
 @router.get(
@@ -256,7 +224,7 @@ async def mosaic_tilejson(
     p: Annotated[StyleParams, Query()],
     datetime_: Annotated[str | None, Query(alias="datetime")] = None,
 ) -> dict:
-    scenes = await _mosaic_scenes(conn, cid, datetime_, who)
+    scenes = await mosaic_scenes(conn, cid, datetime_, who)
     _style(scenes[0], p)
     bbox = (
         min(s.bbox[0] for s in scenes),
@@ -275,27 +243,20 @@ async def mosaic_tilejson(
 )
 async def mosaic_tile(
     cid: str,
-    z: int,
-    x: int,
-    tile: str,
+    t: Tile,
     request: Request,
     conn: Conn,
     who: Who,
     cfg: Cfg,
-    p: Annotated[StyleParams, Query()],
+    p: Style,
     datetime_: Annotated[str | None, Query(alias="datetime")] = None,
 ) -> Response:
-    y, fmt = _tile_name(tile)
-    check_tile(z, x, y, cfg.tiles.tile_max_zoom)
-    scenes = await _mosaic_scenes(conn, cid, datetime_, who)
+    scenes = await mosaic_scenes(conn, cid, datetime_, who)
     styles = {s.bands for s in scenes}
     if len(styles) > 1:
         raise InvalidParameter(f"the scenes of {cid} have different bands; tile one scene")
     style = _style(scenes[0], p)
-    data = await run_in_threadpool(
-        render.mosaic_tile, scenes, z, x, y, style, fmt, cfg.rasters.raster_tile_size
-    )
-    return _image(data, fmt, request)
+    return await _rendered(request, cfg, t, render.mosaic_tile, scenes, style)
 
 
 # --- point and zonal statistics --------------------------------------------------------------
@@ -327,7 +288,7 @@ async def scene_point(
     crs: str | None = None,
     expression: str | None = None,
 ) -> dict:
-    scene = await _scene(conn, scene_id, who)
+    scene = await readable_scene(conn, scene_id, who)
     x, y = _lonlat(lon, lat, crs)
     values = await run_in_threadpool(render.point, scene, x, y, expression)
     return {"scene": scene.id, "lon": x, "lat": y, **values}
@@ -365,7 +326,7 @@ def _zones_of(geometry: dict, crs: str | None) -> gpd.GeoDataFrame:
     openapi_extra=READ_ONLY,
 )
 async def zonal_polygon(scene_id: str, body: ZonalRequest, conn: Conn, who: Who) -> dict:
-    scene = await _scene(conn, scene_id, who)
+    scene = await readable_scene(conn, scene_id, who)
     zones = _zones_of(body.geometry, body.crs)
     rows = await run_in_threadpool(
         zonal.zonal_stats, scene, zones, "zone", body.band, body.expression
@@ -391,26 +352,8 @@ async def zonal_grid(
         raise InvalidParameter(f"level {level!r}: one of {', '.join(LEVELS)}")
     if f not in ("json", "csv", "geojson"):
         raise InvalidParameter("f is json, csv or geojson")
-    scene = await _scene(conn, scene_id, who)
-    cur = await conn.execute(
-        "SELECT code, name, ST_AsBinary(geom) FROM twin.grid_cells WHERE level = %s "
-        "AND valid_to IS NULL AND ST_Intersects(geom, ST_GeomFromGeoJSON(%s)) ORDER BY code",
-        [level, json.dumps(scene.footprint)],
-    )
-    rows = await cur.fetchall()
-    if not rows:
-        raise NotFound(f"no {level} grid cell overlaps scene {scene.id}")
-    if len(rows) > cfg.rasters.raster_max_zonal_cells:
-        raise LimitExceeded(
-            f"{len(rows)} {level} cells overlap the scene, more than the limit of "
-            f"{cfg.rasters.raster_max_zonal_cells} (TWIN_RASTER_MAX_ZONAL_CELLS); use a "
-            "coarser level"
-        )
-    zones = gpd.GeoDataFrame(
-        {"code": [r[0] for r in rows], "name": [r[1] for r in rows]},
-        geometry=shapely.from_wkb([bytes(r[2]) for r in rows]),
-        crs="EPSG:4326",
-    )
+    scene = await readable_scene(conn, scene_id, who)
+    zones = await zonal.grid_zones(conn, scene, level, cfg.rasters.raster_max_zonal_cells)
     stats = await run_in_threadpool(zonal.zonal_stats, scene, zones, "code", band, expression)
     if f == "csv":
         import pandas as pd
@@ -453,29 +396,15 @@ class ChangeRequest(BaseModel):
     dependencies=[Depends(needs("editor"))],
 )
 async def detect(body: ChangeRequest, request: Request, conn: Conn, who: Who) -> dict:
-    from rasters.changes import run_change_detection
-    from twin import db
+    from rasters.changes import detect_changes
 
     for scene_id in (body.before, body.after):
-        await _scene(conn, scene_id, who)
+        await readable_scene(conn, scene_id, who)
     url = request.app.state.database_url
-
-    def run() -> dict:
-        with db.connect(url) as sync:
-            summary = run_change_detection(sync, body.before, body.after, body.name)
-            audit.record_sync(
-                sync,
-                who,
-                "changes.detect",
-                summary.get("change_set") or body.name,
-                detail={"before": body.before, "after": body.after},
-            )
-            sync.commit()
-            return summary
-
-    summary = await run_in_threadpool(run)
-    request.app.state.catalog._loaded_at = 0  # the raster_changes collection may be new
-    await request.app.state.catalog.cache.invalidate("raster_changes")
+    summary = await run_in_threadpool(detect_changes, url, who, body.before, body.after, body.name)
+    cat: Catalog = request.app.state.catalog
+    cat.expire()  # the raster_changes collection may be new
+    await cat.invalidate("raster_changes")
     return summary
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
@@ -11,13 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Catalog, catalog, connection, needs, principal
 from api.routers.pipelines import graphs
+from sensors import alarm_list, registry, series
 from sensors import ingest as readings_ingest
-from sensors import registry, series
 from sensors.cases import case_from_alarm
 from sensors.partitions import Partitions
 from twin import audit
 from twin.auth import Principal
-from twin.errors import InvalidParameter, NotFound
+from twin.errors import InvalidParameter
 
 router = APIRouter(tags=["Sensors and alarms"])
 Conn = Annotated[psycopg.AsyncConnection, Depends(connection)]
@@ -146,25 +146,6 @@ async def sensor_readings(
     return await series.readings(conn, sensorId, datetime, resolution)
 
 
-_ALARM_COLUMNS = """
-    a.id, s.sensor_id, s.kind, s.unit, a.rule, a.state, a.opened_at, a.updated_at, a.cleared_at,
-    a.first_value, a.last_value, a.peak_value, a.readings, a.threshold, a.proposal, a.case_code,
-    s.unit_grid, s.department, ST_X(s.geom), ST_Y(s.geom)
-"""
-_ALARM_KEYS = (
-    "id", "sensor", "kind", "unit", "rule", "state", "opened_at", "updated_at", "cleared_at",
-    "first_value", "last_value", "peak_value", "readings", "threshold", "proposal", "case_code",
-    "unit_grid", "department", "lon", "lat",
-)  # fmt: skip
-
-
-def _alarm(row: tuple) -> dict[str, Any]:
-    out = dict(zip(_ALARM_KEYS, row, strict=True))
-    for k in ("opened_at", "updated_at", "cleared_at"):
-        out[k] = out[k].isoformat() if out[k] else None
-    return out
-
-
 @router.get("/alarms", summary="Alarms, newest first")
 async def list_alarms(
     request: Request,
@@ -175,16 +156,7 @@ async def list_alarms(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict:
     cat.layer("sensors", principal(request))
-    cur = await conn.execute(
-        f"""
-        SELECT {_ALARM_COLUMNS} FROM twin.alarms a JOIN twin.sensors s ON s.fid = a.sensor
-        WHERE (%(state)s::text IS NULL OR a.state = %(state)s)
-          AND (%(sensor)s::text IS NULL OR s.sensor_id = %(sensor)s)
-        ORDER BY a.opened_at DESC, a.id DESC LIMIT %(limit)s
-        """,  # noqa: S608 - constant column list; values are bound
-        {"state": state, "sensor": sensor, "limit": limit},
-    )
-    return {"alarms": [_alarm(r) for r in await cur.fetchall()]}
+    return {"alarms": await alarm_list.list_alarms(conn, state, sensor, limit)}
 
 
 @router.get("/alarms/{alarmId}", summary="One alarm with its history")
@@ -195,23 +167,7 @@ async def get_alarm(
     cat: Cat,
 ) -> JSONResponse:
     cat.layer("sensors", principal(request))
-    cur = await conn.execute(
-        f"SELECT {_ALARM_COLUMNS} FROM twin.alarms a "  # noqa: S608 - constant columns
-        "JOIN twin.sensors s ON s.fid = a.sensor WHERE a.id = %s",
-        [alarmId],
-    )
-    row = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"no alarm {alarmId}; see /alarms")
-    body = _alarm(row)
-    cur = await conn.execute(
-        "SELECT at, action, value FROM twin.alarm_history WHERE alarm = %s ORDER BY at, id",
-        [alarmId],
-    )
-    body["history"] = [
-        {"at": at.isoformat(), "action": action, "value": value}
-        for at, action, value in await cur.fetchall()
-    ]
+    body = await alarm_list.alarm_with_history(conn, alarmId)
     return JSONResponse(body)
 
 

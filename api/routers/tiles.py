@@ -10,7 +10,6 @@ import psycopg
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from api.deps import Catalog, access_level, cache_headers, catalog, connection, principal, settings
-from pipelines.model import UTILITIES
 from tiles.cache import TileKey
 from tiles.mvt import TMS_ID, check_tile, tilejson
 from twin.errors import InvalidParameter, NotFound
@@ -63,31 +62,10 @@ async def layer_tilejson(
     base = str(request.base_url).rstrip("/")
     url = f"{base}/collections/{layer.name}/tiles/{TMS_ID}/{{z}}/{{x}}/{{y}}"
     doc = tilejson(layer, url, cfg.tiles)
-    if layer.schema_name == "twin" and layer.table_name.startswith(("pipes_", "pipe_nodes_")):
-        await _pipe_style(conn, layer.table_name, doc)
+    kind = cat.kind(layer.name)
+    if kind is not None:
+        await kind.tile_extras(conn, layer, doc)
     return doc
-
-
-async def _pipe_style(conn: psycopg.AsyncConnection, table: str, doc: dict) -> None:
-    """A pipe network's layer carries its CJJ 61 class and colour, so a client styles it
-    the way survey drawings do without knowing the standard."""
-    network = table.removeprefix("pipe_nodes_").removeprefix("pipes_")
-    cur = await conn.execute(
-        "SELECT utility, subclass FROM twin.pipe_networks WHERE name = %s", [network]
-    )
-    row = await cur.fetchone()
-    if row is None or row[0] not in UTILITIES:
-        return
-    _, zh, en, (r, g, b) = UTILITIES[row[0]]
-    doc["vector_layers"][0].update(
-        {
-            "utility": row[0],
-            "subclass": row[1],
-            "utility_name": f"{zh} {en}",
-            "color": f"#{r:02x}{g:02x}{b:02x}",
-            "standard": "CJJ 61-2017",
-        }
-    )
 
 
 @router.get(
@@ -130,12 +108,8 @@ async def cached_tile(
 ) -> Response:
     """A tile from the cache, or rendered and kept; with its ETag, a 304 when the client has it,
     and a 204 when it is empty. ``X-Tile-Cache`` says hit or miss."""
-    tile = await cat.cache.get(key)
-    state = "hit"
-    if tile is None:
-        seen = await cat.cache.generations(collections)
-        tile = await cat.cache.put(key, await render(), collections, seen)
-        state = "miss"
+    tile, hit = await cat.cached_tile(key, collections, render)
+    state = "hit" if hit else "miss"
     headers = {
         **cache_headers(request, cfg.tiles.tile_cache_seconds),
         "ETag": tile.etag,
