@@ -130,7 +130,7 @@ def install(app: FastAPI) -> None:
             # A layer replaced or dropped since the catalog was read: re-read it next time.
             catalog = getattr(request.app.state, "catalog", None)
             if catalog is not None:
-                catalog._loaded_at = 0.0
+                catalog.expire()
             return error_response(
                 503, "layer-changing", "the layer is being replaced or removed; try again"
             )

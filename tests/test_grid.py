@@ -13,7 +13,7 @@ import pyogrio
 import pytest
 from shapely.geometry import Polygon, box
 
-from grid.codes import code_problem
+from grid.codes import LEVELS, code_problem
 from grid.locate import load_index, locate_codes
 from grid.store import GridRejected, import_grid
 from sample_data import generate
@@ -178,7 +178,7 @@ def city(pg_url, tmp_path_factory, client):
     folder = tmp_path_factory.mktemp("gridcity")
     generate(folder, seed=11, scale=0.25)
     with psycopg.connect(pg_url) as conn:
-        for level in ("district", "street", "community", "unit"):
+        for level in LEVELS:
             import_grid(conn, folder / f"grid_{level}.gpkg", level, SETTINGS)
         from layers.importer import import_file
 

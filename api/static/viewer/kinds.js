@@ -1,48 +1,52 @@
-// What a collection is, told from its name: the one place where the viewer reads meaning into
-// collection ids (`<network>_pipes`, `<network>_nodes`, `grid_<level>`, `components`, `sensors`).
-// Each concern has one function here; once /collections/{id} carries a `kind` field, these
-// functions switch to it and no other module changes.
+// What a collection is: read from the `kind` the server gives in /collections
+// ({name: "components"} | {name: "grid", level} | {name: "pipes", network, part}), so no module
+// reads meaning into collection ids. The sensors collection is read-only (kind null): it is
+// known by its id.
+import { state } from './state.js';
 
 export const COMPONENTS = 'components';
 export const SENSORS = 'sensors';
 
-const PIPES_SUFFIX = '_pipes';
-const NODES_SUFFIX = '_nodes';
+// Widths of the codes of each grid level (GB/T 30428.1), coarse to fine.
+const GRID_WIDTHS = { district: [6], street: [9], community: [12], unit: [14, 15] };
 
-// Grid levels: the collection of each, and the widths of their codes (GB/T 30428.1).
-const GRID_LEVELS = [
-  ['district', 'grid_district', [6]],
-  ['street', 'grid_street', [9]],
-  ['community', 'grid_community', [12]],
-  ['unit', 'grid_unit', [14, 15]],
-];
+function kindOf(collectionId) {
+  return state.collections.get(collectionId)?.kind ?? null;
+}
 
-// The pipe network whose pipes a collection holds (`water_pipes` → `water`), else null.
-// Kind-by-name: switch to the collection's `kind` when the server gives it.
+// The pipe network whose pipes a collection holds, else null.
 export function pipeNetworkOf(collectionId) {
-  return collectionId?.endsWith(PIPES_SUFFIX)
-    ? collectionId.slice(0, -PIPES_SUFFIX.length) : null;
+  const kind = kindOf(collectionId);
+  return kind?.name === 'pipes' && kind.part === 'pipes' ? kind.network : null;
 }
 
 // The collections of a network searched by code, with the field holding the code.
-// Kind-by-name: switch to the collection's `kind` when the server gives it.
 export function networkCodeFields(network) {
-  return [[`${network}${PIPES_SUFFIX}`, 'pipe_id'], [`${network}${NODES_SUFFIX}`, 'node_id']];
+  const parts = {};
+  for (const [id, c] of state.collections) {
+    if (c.kind?.name === 'pipes' && c.kind.network === network) parts[c.kind.part] = id;
+  }
+  return [[parts.pipes, 'pipe_id'], [parts.nodes, 'node_id']].filter(([id]) => id);
 }
 
 // The grid level of a collection (district, street, community, unit), else null.
-// Kind-by-name: switch to the collection's `kind` when the server gives it.
 export function gridLevelOf(collectionId) {
-  return GRID_LEVELS.find(([, id]) => id === collectionId)?.[0] ?? null;
+  const kind = kindOf(collectionId);
+  return kind?.name === 'grid' ? kind.level : null;
 }
 
-// The grid collections, coarse to fine, with the widths of their codes.
+// The grid collections published, coarse to fine, with the widths of their codes.
 export function gridCollections() {
-  return GRID_LEVELS.map(([, id, widths]) => [id, widths]);
+  const byLevel = new Map();
+  for (const [id, c] of state.collections) {
+    if (c.kind?.name === 'grid') byLevel.set(c.kind.level, id);
+  }
+  return Object.entries(GRID_WIDTHS)
+    .filter(([level]) => byLevel.has(level))
+    .map(([level, widths]) => [byLevel.get(level), widths]);
 }
 
 // Whether a collection holds the live sensors.
-// Kind-by-name: switch to the collection's `kind` when the server gives it.
 export function isSensors(collectionId) {
   return collectionId === SENSORS;
 }
