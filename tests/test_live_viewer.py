@@ -6,14 +6,11 @@ isolation drawn from it, and the alarm clearing again."""
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 
 import psycopg
 import pytest
-import uvicorn
-from conftest import fresh_database, make_key, settings_for
-from test_viewer_browser import colour_count, drive, free_port, map_pixels, near
+from conftest import fresh_database, make_key, serve, settings_for
+from test_viewer_browser import colour_count, drive, map_pixels, near
 
 from sample_data import generate
 from sample_data.live import is_silent
@@ -44,17 +41,8 @@ def server(pg_url, tmp_path_factory):
         conn.commit()
     from api.app import create_app
 
-    port = free_port()
-    config = uvicorn.Config(create_app(cfg), host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve(create_app(cfg)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

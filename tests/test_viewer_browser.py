@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
-import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -23,8 +20,7 @@ import geopandas as gpd
 import numpy as np
 import psycopg
 import pytest
-import uvicorn
-from conftest import fresh_database, settings_for
+from conftest import fresh_database, serve, settings_for
 from PIL import Image
 from shapely.geometry import Point, Polygon
 
@@ -45,12 +41,6 @@ pytestmark = pytest.mark.skipif(
     shutil.which("chromium") is None or shutil.which("node") is None,
     reason="make test installs chromium and node",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -97,17 +87,8 @@ def server(settings, pg_url, tmp_path_factory):
         conn.commit()
     from api.app import create_app
 
-    port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve(create_app(settings)) as url:
+        yield url
 
 
 def get(url: str) -> dict:
