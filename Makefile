@@ -6,7 +6,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test system venv viewer lint lint-js bench-import bench-locate bench-isolation bench-raster bench-tiles soak clean
+.PHONY: demo test system venv viewer lint lint-js bench-import bench-locate bench-isolation bench-raster bench-tiles bench-sensors soak clean
 
 system:
 	@scripts/ensure-system
@@ -80,6 +80,12 @@ bench-tiles: venv
 	@scripts/ensure-system
 	$(BIN)/pip install -q $(TIPG_PINS)
 	$(BIN)/python bench/tiles_bench.py
+
+# Live-twin load: 10M readings to POST /sensors/readings against a plain COPY of the same rows,
+# and alarm-to-SSE latency under that load. No peer to install: COPY is PostgreSQL's own.
+bench-sensors: venv
+	@scripts/ensure-system
+	$(BIN)/python bench/sensors_bench.py
 
 # A bounded soak of twin serve (20,000 mixed requests, 8 clients): statuses, latency, memory.
 soak: venv

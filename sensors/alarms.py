@@ -58,16 +58,16 @@ async def apply(
         return 0, 0, 0, pending
     fids = [r["sensor"] for r in rows]
     cur = await conn.execute(_SENSOR, [fids])
+    cur_open = await conn.execute(_OPEN, [fids])  # in a pipeline, one round trip for both
     keys = (
         "fid", "sensor_id", "kind", "unit", "network", "node_id", "segment_id", "department",
         "unit_grid", "lon", "lat", "threshold_low", "threshold_high", "threshold_rate",
     )  # fmt: skip
     sensors = {r[0]: dict(zip(keys, r, strict=True)) for r in await cur.fetchall()}
-    cur = await conn.execute(_OPEN, [fids])
-    open_ = {(s, rule): (aid, peak) for aid, s, rule, peak in await cur.fetchall()}
+    open_ = {(s, rule): (aid, peak) for aid, s, rule, peak in await cur_open.fetchall()}
     # What to do, in order. A batch moves hundreds of alarms, and a statement per step (three
     # per alarm opened or cleared) was most of their cost: the new alarms are inserted first
-    # (their ids are needed), then each kind of change is one statement over arrays, the
+    # (their ids are needed), then each kind of change is one statement over a JSON array, the
     # history and the events in the order of the steps.
     steps: list[tuple[str, str, dict[str, Any], dict[str, Any], tuple | None]] = []
     for row in rows:
