@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -123,6 +124,15 @@ def serve(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def http_client(base: str, database_url: str, role: str = "editor") -> Iterator[httpx.Client]:
+    """An HTTP client of a served app, with a new API key of ``role``."""
+    token = make_key(database_url, role)
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ import httpx
 import paho.mqtt.client as paho
 import psycopg
 import pytest
-from conftest import free_port, fresh_database, make_key, serve, settings_for
+from conftest import free_port, fresh_database, http_client, make_key, serve, settings_for
 from paho.mqtt.enums import CallbackAPIVersion
 
 from sensors import registry
@@ -126,10 +126,7 @@ def served(pg_url, broker_url) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def client(served, pg_url) -> Iterator[httpx.Client]:
-    token = make_key(pg_url, "editor")
-    with httpx.Client(
-        base_url=served, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    ) as c:
+    with http_client(served, pg_url) as c:
         yield c
 
 

@@ -17,7 +17,7 @@ import mapbox_vector_tile
 import numpy as np
 import psycopg
 import pytest
-from conftest import fresh_database, make_key, serve, settings_for
+from conftest import fresh_database, http_client, serve, settings_for
 
 from grid.store import import_grid_folder
 from pipelines.importers.native import read_native
@@ -56,10 +56,7 @@ def served(pg_url, sample_city) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def client(served, pg_url) -> Iterator[httpx.Client]:
-    token = make_key(pg_url, "editor")
-    with httpx.Client(
-        base_url=served, headers={"Authorization": f"Bearer {token}"}, timeout=60
-    ) as c:
+    with http_client(served, pg_url) as c:
         yield c
 
 
