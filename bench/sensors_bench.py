@@ -35,7 +35,6 @@ import io
 import json
 import math
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -55,8 +54,18 @@ from common import (  # bench/common.py, beside this script
     REPO,
     ScratchDatabase,
     ServerProcess,
+    alternate,
     console,
+    machine,
+    median_or_nan,
+    p95,
+    package_versions,
+    print_written,
+    pyplot,
+    save_figure,
+    start_scratch,
     twin_serve,
+    write_json,
 )
 from rich.table import Table
 
@@ -514,8 +523,8 @@ def latency_of(
     }
 
 
-def _pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else math.nan
+def _p95(values: list[float]) -> float:
+    return p95(values) if values else math.nan
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -550,11 +559,11 @@ def report(runs: list[Run], args, work: Workload, clients: int) -> dict[str, Any
         "count": len(lat),
         "sent": sent,
         "missing": sent - matched,
-        "median_ms": round(_pct(lat, 50), 1),
-        "p95_ms": round(_pct(lat, 95), 1),
+        "median_ms": round(median_or_nan(lat), 1),
+        "p95_ms": round(_p95(lat), 1),
         "max_ms": round(max(lat), 1) if lat else None,
-        "post_median_ms": round(_pct(post, 50), 1),
-        "post_p95_ms": round(_pct(post, 95), 1),
+        "post_median_ms": round(median_or_nan(post), 1),
+        "post_p95_ms": round(_p95(post), 1),
         "stream_reconnects": sum(r.latency.get("stream_reconnects", 0) for r in runs),
         "other_alarm_events": sum(r.latency.get("other_alarm_events", 0) for r in runs),
         "alarm_events_emitted": sum(r.latency.get("alarm_events_emitted", 0) for r in runs),
@@ -589,13 +598,10 @@ def report(runs: list[Run], args, work: Workload, clients: int) -> dict[str, Any
     }
 
 
-def plot(runs: list[Run]) -> str | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+def plot(runs: list[Run]) -> Path | None:
+    """Readings stored over each round, and each batch's rate, both sides."""
+    plt = pyplot()
+    if plt is None:
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     colours = {"citytwin": "tab:blue", "COPY": "tab:orange"}
@@ -625,10 +631,7 @@ def plot(runs: list[Run]) -> str | None:
     )
     left.legend(fontsize=7)
     right.legend()
-    fig.tight_layout()
-    path = OUT / "sensors_bench.png"
-    fig.savefig(path, dpi=110)
-    return str(path.relative_to(REPO))
+    return save_figure(plt, fig, "sensors_bench.png", dpi=110)
 
 
 SIDES = ("citytwin", "COPY")
@@ -679,10 +682,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - a linear scri
     db.env["PYTHONPATH"] = ":".join(filter(None, [str(REPO), db.env.get("PYTHONPATH")]))
     server: ServerProcess | None = None
     listener: Listener | None = None
+    versions = package_versions(["fastapi", "uvicorn", "psycopg", "pyarrow", "numpy"])
     runs: list[Run] = []
     try:
-        with console.status("starting the scratch PostGIS..."):
-            url = db.start()
+        url = start_scratch(db)
+        versions["postgres"] = server_versions(url)
         server = twin_serve(url, db.env)
         console.print(f"twin serve on {server.base} (pid {server.pid})")
         token = editor_key(url)
@@ -705,7 +709,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - a linear scri
         if not listener.ready.wait(30):
             raise SystemExit("the event stream did not answer")
         for rnd in range(1, args.rounds + 1):
-            order = SIDES if rnd % 2 else SIDES[::-1]
+            order = alternate(SIDES, rnd - 1)  # citytwin first in odd rounds
             for side in order:
                 reset(url)
                 run = Run(side, rnd)
@@ -733,8 +737,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - a linear scri
                 if run.latency:
                     ms = run.latency["ms"]
                     extra = (
-                        f"; alarm latency median {_pct(ms, 50):.0f} ms, p95 "
-                        f"{_pct(ms, 95):.0f} ms ({len(ms)}/{run.latency['sent']}; "
+                        f"; alarm latency median {median_or_nan(ms):.0f} ms, p95 "
+                        f"{_p95(ms):.0f} ms ({len(ms)}/{run.latency['sent']}; "
                         f"stream: {run.latency['alarm_events_delivered']:,} of "
                         f"{run.latency['alarm_events_emitted']:,} alarm events, "
                         f"{run.latency['stream_reconnects']} reconnections)"
@@ -754,7 +758,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - a linear scri
     summary = report(runs, args, work, args.clients)
     out = {
         "arguments": vars(args),
-        "machine": {"python": platform.python_version(), "cpus": _cpus()},
+        "machine": machine(),
+        "versions": versions,
         "readings_past_threshold": work.breaching,
         "summary": summary,
         "rounds": [
@@ -781,14 +786,16 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - a linear scri
         ],
         "wall_s": round(time.perf_counter() - started, 1),
     }
-    (OUT / "sensors_bench.json").write_text(json.dumps(out, indent=1))
-    picture = plot(runs)
-    console.print(
-        "wrote bench/out/sensors_bench.json"
-        + (f" and {picture}" if picture else "")
-        + f"; whole run {out['wall_s']:.0f} s"
-    )
+    print_written(write_json("sensors_bench.json", out), plot(runs))
+    console.print(f"whole run {out['wall_s']:.0f} s")
     return 0
+
+
+def server_versions(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        pg = conn.execute("SHOW server_version").fetchone()[0]
+        gis = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'postgis'")
+        return f"PostgreSQL {pg}, PostGIS {(gis.fetchone() or ['?'])[0]}"
 
 
 def sensors_mb(url: str) -> float:
@@ -830,12 +837,6 @@ def check_round(url: str, run: Run, total: int) -> None:
     stored = sum(b.report["stored"] for b in run.batches if b.report)
     if n != total or (run.side == "citytwin" and stored != total):
         raise SystemExit(f"{run.side} round {run.round}: {n:,} readings stored, not {total:,}")
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
 
 
 if __name__ == "__main__":
